@@ -1,0 +1,561 @@
+"""Vectorised temporal subgraph sampler for DGSR.
+
+A *sample* is ``(session index, cut_ts)``: predict the session's next item from everything strictly
+before ``cut_ts``. DGSR's m-order subgraph of a sample is built as a computation tree of hops:
+
+* hop 1: the session's last ``item_max_length`` events before ``cut_ts`` (node = item index);
+* hop 2: for each hop-1 item, its last ``user_max_length`` events before ``cut_ts`` (node =
+  session index of that event; this can be the sample's own session);
+* hop 3: for each hop-2 session, its last ``item_max_length`` events before ``cut_ts``; and so on.
+
+Branches are not deduplicated. Each child edge carries ``order`` (0 = most recent child of its
+parent), ``event`` (index into the session-order event arrays of :class:`TemporalGraph`) and ``ts``.
+
+Why it is fast: the public DGSR code masks the whole edge list by time for every sample (O(events)
+per sample). Here every hop of a whole batch is a handful of array passes:
+
+1. *Search.* For each parent node, find ``hi`` = first position of its CSR segment with
+   ``ts >= cut_ts``. The parent's own edge event ``e`` gives a hint: all of the child segment up to
+   ``e`` is older than ``e`` and hence than ``cut_ts`` (``e + 1`` in the session view,
+   ``ev_item_pos[e] + 1`` in the item view). From the hint, a short linear probe resolves most
+   queries (the median gap is one or two events), the rest gallop (exponential then binary search).
+   No combined sort key or global ``searchsorted`` is needed (a global ``np.searchsorted`` over the
+   OTTO-size arrays costs ~1 us per query in cache misses).
+2. *Expand.* The children are positions ``hi-1, hi-2, ... max(segment start, hi-limit)``; a
+   ``repeat`` of per-parent values minus a running ``arange`` gives every child's position and
+   ``order``; gathers give node, event and ts.
+
+The same code runs on NumPy arrays (default; fastest on CPU, picklable, works on memory-mapped
+graphs in DataLoader workers) and on torch tensors on CPU or CUDA (``backend="torch"``): the
+algorithm is written once against a tiny array-ops shim (:class:`_NumpyOps`, :class:`_TorchOps`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from gnn_recsys.graph.temporal_graph import (
+    _LOW32,
+    ITEM_EVENT,
+    ITEM_SESSION,
+    ITEM_SESSION_POS,
+    ITEM_TS,
+    TemporalGraph,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Width of the linear probe that precedes galloping in the segment search.
+_PROBE = 4
+
+
+# ---------------------------------------------------------------------- output containers
+@dataclass
+class Hop:
+    """One hop of a batch of computation trees, compressed to valid children only.
+
+    Arrays are int64 (NumPy or torch, as produced by the sampler's backend), all of length ``N_h``:
+    ``node`` (item index on odd hops, session index on even hops), ``parent`` (index into the
+    previous hop's nodes; on hop 1 the sample index), ``order`` (0 = parent's most recent child),
+    ``event`` (index into the graph's session-order event arrays; edge type is
+    ``graph.ev_type[event]``) and ``ts`` (< the sample's ``cut_ts``). Children of a parent are
+    contiguous and sorted by ``order``. ``context`` (even hops only, when the sampler has a
+    ``context_window``): ``[N_h, before+after]`` event indices of the node's session around
+    ``event`` (``event-before .. event-1, event+1 .. event+after``) that exist and are before the
+    sample's ``cut_ts``, else ``-1``.
+    """
+
+    node: Any
+    parent: Any
+    order: Any
+    event: Any
+    ts: Any
+    context: Any = None
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+
+@dataclass
+class SubgraphBatch:
+    """Subgraphs of a batch of samples: hop 0 is the samples' sessions, ``hops[h-1]`` is hop ``h``."""
+
+    session: Any
+    cut_ts: Any
+    hops: list[Hop] = field(default_factory=list)
+    target: Any = None
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.session)
+
+    @property
+    def num_edges(self) -> int:
+        return sum(len(hop) for hop in self.hops)
+
+    def sample_of(self, hop: int) -> Any:
+        """Sample index of every node of hop ``hop`` (1-based; 0 gives ``arange(B)``)."""
+        if hop == 0:
+            index = np.arange(self.batch_size)
+            return _like(self.session, index)
+        sample = self.hops[0].parent
+        for level in range(1, hop):
+            sample = sample[self.hops[level].parent]
+        return sample
+
+    def to_torch(self, device: Any = "cpu") -> SubgraphBatch:
+        """Same batch with every array as a torch tensor on ``device``."""
+        import torch
+
+        def convert(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, torch.Tensor):
+                return value.to(device)
+            return torch.from_numpy(np.ascontiguousarray(value)).to(device)
+
+        hops = [
+            Hop(**{name: convert(getattr(hop, name)) for name in ("node", "parent", "order", "event", "ts")},
+                context=convert(hop.context))
+            for hop in self.hops
+        ]
+        return replace(self, session=convert(self.session), cut_ts=convert(self.cut_ts), hops=hops,
+                       target=convert(self.target))
+
+
+def _like(reference: Any, array: np.ndarray) -> Any:
+    """``array`` as the same kind of array (NumPy or torch, same device) as ``reference``."""
+    if isinstance(reference, np.ndarray):
+        return array
+    import torch
+
+    return torch.from_numpy(array).to(reference.device)
+
+
+# ---------------------------------------------------------------------- array-ops shim
+class _NumpyOps:
+    """The few operations whose spelling differs between NumPy and torch."""
+
+    name = "numpy"
+
+    def __init__(self) -> None:
+        self._arange = np.arange(0, dtype=np.int64)
+
+    def int64(self, values: Any) -> np.ndarray:
+        return np.asarray(values).astype(np.int64, copy=False)
+
+    def arange(self, n: int) -> np.ndarray:
+        """``arange(n)`` as a view of a cached, growing array (callers must not write to it)."""
+        if n > len(self._arange):
+            self._arange = np.arange(max(n, 2 * len(self._arange)), dtype=np.int64)
+            self._arange.flags.writeable = False
+        return self._arange[:n]
+
+    @staticmethod
+    def repeat(values: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
+        return np.repeat(values, counts)
+
+    @staticmethod
+    def cumsum(values: np.ndarray) -> np.ndarray:
+        return np.cumsum(values)
+
+    # mode="wrap" is ~3x faster than the default bounds-checked gather (NumPy 2.x); indices here
+    # are in range by construction (see take_unchecked for the ones that may not be).
+    @staticmethod
+    def take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``array[index]`` along the first axis (rows of a 2-D array)."""
+        if not array.flags.c_contiguous:  # np.take would copy the whole array first
+            return array[index]
+        return np.take(array, index, axis=0, mode="wrap")
+
+    @staticmethod
+    def take64(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.take(array, index, mode="wrap").astype(np.int64, copy=False)
+
+    @staticmethod
+    def take_unchecked(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Gather where out-of-range indices may occur; their values are garbage and must be masked."""
+        if not array.flags.c_contiguous:
+            return array[np.clip(index, 0, len(array) - 1)]
+        return np.take(array, index, axis=0, mode="wrap")
+
+    @staticmethod
+    def maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum(a, b)
+
+    @staticmethod
+    def where(condition: np.ndarray, a: Any, b: Any) -> np.ndarray:
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def nonzero(mask: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(mask)
+
+    @staticmethod
+    def empty(n: int) -> np.ndarray:
+        return np.empty(n, dtype=np.int64)
+
+    @staticmethod
+    def empty_2d(rows: int, columns: int) -> np.ndarray:
+        return np.empty((rows, columns), dtype=np.int64)
+
+
+class _TorchOps:
+    """Torch spelling of :class:`_NumpyOps` (CPU or CUDA tensors)."""
+
+    name = "torch"
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self._arange = torch.arange(0, dtype=torch.int64, device=self.device)
+
+    def int64(self, values: Any) -> Any:
+        torch = self.torch
+        if isinstance(values, torch.Tensor):
+            return values.to(device=self.device, dtype=torch.int64)
+        return torch.as_tensor(np.asarray(values).astype(np.int64, copy=False), device=self.device)
+
+    def arange(self, n: int) -> Any:
+        if n > len(self._arange):
+            self._arange = self.torch.arange(max(n, 2 * len(self._arange)), dtype=self.torch.int64,
+                                             device=self.device)
+        return self._arange[:n]
+
+    def repeat(self, values: Any, counts: Any, total: int) -> Any:
+        return self.torch.repeat_interleave(values, counts, output_size=total)
+
+    def cumsum(self, values: Any) -> Any:
+        return self.torch.cumsum(values, 0)
+
+    def take(self, array: Any, index: Any) -> Any:
+        if index.dim() == 1:
+            return self.torch.index_select(array, 0, index)
+        return self.torch.index_select(array, 0, index.reshape(-1)).reshape(*index.shape, *array.shape[1:])
+
+    def take64(self, array: Any, index: Any) -> Any:
+        return self.take(array, index).to(self.torch.int64)
+
+    def take_unchecked(self, array: Any, index: Any) -> Any:
+        return self.take(array, self.torch.clamp(index, 0, len(array) - 1))
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return self.torch.maximum(a, b)
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:
+        return self.torch.where(condition, a, b)
+
+    def nonzero(self, mask: Any) -> Any:
+        return self.torch.nonzero(mask).reshape(-1)
+
+    def empty(self, n: int) -> Any:
+        return self.torch.empty(n, dtype=self.torch.int64, device=self.device)
+
+    def empty_2d(self, rows: int, columns: int) -> Any:
+        return self.torch.empty((rows, columns), dtype=self.torch.int64, device=self.device)
+
+
+# ---------------------------------------------------------------------- core steps
+def _search_after(ops: Any, sorted_ts: Any, lo: Any, end: Any, cut: Any) -> Any:
+    """First position ``p`` in ``[lo, end]`` with ``p == end`` or ``sorted_ts[p] >= cut``.
+
+    ``sorted_ts[lo:end]`` must be ascending (one CSR segment). Linear probe of ``_PROBE`` positions,
+    then galloping for the unresolved queries; Python work is O(log(gap)), not O(queries).
+    """
+    n_queries = len(lo)
+    if n_queries == 0 or len(sorted_ts) == 0:
+        return lo
+    # Column by column: the matches form a prefix of the probe, so their count is the offset.
+    count = None
+    for step in range(_PROBE):
+        index = lo + step
+        below = (index < end) & (ops.take_unchecked(sorted_ts, index) < cut)
+        count = ops.int64(below) if count is None else count + below
+    result = lo + count
+    todo = ops.nonzero(count == _PROBE)
+    if len(todo) == 0:
+        return result
+    # Gallop: everything before `low` is below the cut; the answer is <= `high`.
+    low = ops.take(lo, todo) + _PROBE
+    high = ops.take(end, todo)
+    cut_todo = ops.take(cut, todo)
+    active = ops.arange(len(todo))
+    step = _PROBE
+    while len(active):
+        probe = ops.take(low, active) + (step - 1)
+        high_active = ops.take(high, active)
+        past = probe >= high_active
+        still_below = ~past & (ops.take_unchecked(sorted_ts, probe) < ops.take(cut_todo, active))
+        moving = ops.nonzero(still_below)
+        settled = ops.nonzero(~still_below)
+        high[active[settled]] = ops.where(past[settled], high_active[settled], probe[settled])
+        low[active[moving]] = probe[moving] + 1
+        active = active[moving]
+        step *= 2
+    # Binary search in [low, high]: width < step at this point.
+    width = high - low
+    while True:
+        open_ = width > 0
+        if not bool(open_.any()):
+            break
+        half = width >> 1
+        middle = low + half
+        go_right = open_ & (ops.take_unchecked(sorted_ts, middle) < cut_todo)
+        low = ops.where(go_right, middle + 1, low)
+        width = ops.where(go_right, width - half - 1, half)
+    result[todo] = low
+    return result
+
+
+def _expand(ops: Any, hi: Any, segment_start: Any, limit: int) -> tuple[Any, Any, Any, Any]:
+    """Children positions ``hi-1 .. max(segment_start, hi-limit)`` of every parent.
+
+    Returns ``(parent, order, position, count)``; children of a parent are contiguous, most recent
+    first.
+    """
+    start = ops.maximum(segment_start, hi - limit)
+    count = hi - start
+    ends = ops.cumsum(count)
+    total = int(ends[-1]) if len(ends) else 0
+    top = hi - 1 + (ends - count)  # position of child 0 plus the parent's output offset
+    parent = ops.repeat(ops.arange(len(hi)), count, total)
+    position = ops.repeat(top, count, total) - ops.arange(total)
+    order = ops.repeat(hi - 1, count, total) - position
+    return parent, order, position, count
+
+
+class TemporalSubgraphSampler:
+    """Build DGSR m-order temporal subgraphs for batches of ``(session index, cut_ts)`` samples.
+
+    Defaults are the paper's (``item_max_length=50, user_max_length=50, k_hop=3``). For OTTO scale
+    the project uses ``k_hop=2`` and a smaller ``user_max_length`` (e.g. 20): hop-2 size grows as
+    ``item_max_length * user_max_length`` per sample and hop 3 multiplies it by
+    ``item_max_length`` again.
+
+    ``context_window=(before, after)`` (default ``(2, 2)``; ``None`` to skip) adds ``Hop.context``
+    on even hops: the events around each session node's edge event, for its initial state.
+
+    ``backend="numpy"`` (default; fastest on CPU and what DataLoader workers should use) returns
+    NumPy arrays; ``backend="torch"`` runs the same algorithm with torch ops on ``device`` (CPU or
+    CUDA) and returns tensors. The sampler pickles cheaply when the graph is memory-mapped (only
+    the folder path travels); torch tensors of the graph are created lazily in each process.
+    """
+
+    def __init__(
+        self,
+        graph: TemporalGraph,
+        item_max_length: int = 50,
+        user_max_length: int = 50,
+        k_hop: int = 3,
+        context_window: tuple[int, int] | None = (2, 2),
+        backend: Literal["numpy", "torch"] = "numpy",
+        device: Any = "cpu",
+    ) -> None:
+        for name, value in (("item_max_length", item_max_length), ("user_max_length", user_max_length),
+                            ("k_hop", k_hop)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if context_window is not None:
+            before, after = context_window
+            if int(before) < 0 or int(after) < 0:
+                raise ValueError(f"context_window must be two non-negative ints, got {context_window}")
+            context_window = (int(before), int(after))
+        if backend not in ("numpy", "torch"):
+            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+        self.graph = graph
+        self.item_max_length = int(item_max_length)
+        self.user_max_length = int(user_max_length)
+        self.k_hop = int(k_hop)
+        self.context_window = context_window
+        self.backend = backend
+        self.device = str(device)
+        self._ops: Any = None
+        self._arrays: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_ops"] = None
+        state["_arrays"] = None
+        return state
+
+    def _prepare(self) -> tuple[Any, dict[str, Any]]:
+        if self._arrays is None:
+            if self.backend == "numpy":
+                self._ops = _NumpyOps()
+                self._arrays = {name: np.asarray(a) for name, a in self.graph.arrays().items()}
+            else:
+                self._ops = _TorchOps(self.device)
+                self._arrays = self.graph.to_torch(self.device)
+            # The item view's ts column, searched in place (a strided view, no copy).
+            self._arrays["item_ts"] = self._arrays["item_view"][:, ITEM_TS]
+        return self._ops, self._arrays
+
+    def sample(self, sessions: Any, cut_ts: Any, target: Any = None) -> SubgraphBatch:
+        """Subgraphs of the samples ``(sessions[b], cut_ts[b])``; ``target`` is passed through."""
+        ops, g = self._prepare()
+        session = ops.int64(sessions)
+        cut = ops.int64(cut_ts)
+        if session.shape != cut.shape or session.ndim != 1:
+            raise ValueError(f"sessions and cut_ts must be 1-D of equal length, got {session.shape}, {cut.shape}")
+        if len(session) and (int(session.min()) < 0 or int(session.max()) >= self.graph.num_sessions):
+            raise ValueError(
+                f"session indices must lie in [0, {self.graph.num_sessions}); got "
+                f"[{int(session.min())}, {int(session.max())}]"
+            )
+        batch = SubgraphBatch(session=session, cut_ts=cut, target=None if target is None else ops.int64(target))
+
+        # Hop 1 searches from the session start (no hint); later hops from the parent edge's event.
+        segment_start = ops.take(g["session_ptr"], session)
+        lo = segment_start
+        end = ops.take(g["session_ptr"], session + 1)
+        for hop_number in range(1, self.k_hop + 1):
+            item_hop = hop_number % 2 == 1  # odd hops walk session -> items (session view)
+            more_hops = hop_number < self.k_hop
+            if item_hop:
+                hi = _search_after(ops, g["ev_ts"], lo, end, cut)
+                parent, order, position, count = _expand(ops, hi, segment_start, self.item_max_length)
+                hop = Hop(node=ops.take64(g["ev_item"], position), parent=parent, order=order,
+                          event=position, ts=ops.take(g["ev_ts"], position))
+                batch.hops.append(hop)
+                if not more_hops:
+                    break
+                cut = ops.repeat(cut, count, len(parent))
+                segment_start = ops.take(g["item_ptr"], hop.node)
+                end = ops.take(g["item_ptr"], hop.node + 1)
+                lo = ops.take(g["ev_item_pos"], hop.event) + 1
+            else:
+                hi = _search_after(ops, g["item_ts"], lo, end, cut)
+                parent, order, position, count = _expand(ops, hi, segment_start, self.user_max_length)
+                rows = ops.take(g["item_view"], position)  # one contiguous read per edge
+                hop = Hop(node=rows[:, ITEM_SESSION], parent=parent, order=order,
+                          event=rows[:, ITEM_EVENT], ts=rows[:, ITEM_TS])
+                batch.hops.append(hop)
+                wants_context = self.context_window is not None
+                if not (more_hops or wants_context):
+                    break
+                cut = ops.repeat(cut, count, len(parent))
+                session_pos = rows[:, ITEM_SESSION_POS]
+                rank = session_pos >> 32
+                remaining = session_pos & _LOW32
+                if wants_context:
+                    hop.context = _context(ops, g["ev_ts"], hop.event, rank, remaining, cut,
+                                           *self.context_window)
+                segment_start = hop.event - rank
+                end = hop.event + 1 + remaining
+                lo = hop.event + 1
+        return batch
+
+
+def _context(ops: Any, ev_ts: Any, event: Any, rank: Any, remaining: Any, cut: Any, before: int,
+             after: int) -> Any:
+    """``[N, before+after]`` neighbours of ``event`` in its session that are before ``cut``, else -1.
+
+    ``rank``/``remaining``: events of the session before/after ``event``. Earlier neighbours are no
+    later than ``event`` (< cut), so only the session start bounds them; later ones need their ts,
+    the one random read per node here. Built column by column: NumPy ufuncs over an ``[N, 4]``
+    broadcast pay their loop overhead per row.
+    """
+    context = ops.empty_2d(len(event), before + after)
+    for column, step in enumerate(range(-before, after + 1)):
+        if step == 0:
+            continue
+        index = event + step
+        if step < 0:
+            valid = rank >= -step
+        else:
+            valid = (remaining >= step) & (ops.take_unchecked(ev_ts, index) < cut)
+        context[:, column if step < 0 else column - 1] = ops.where(valid, index, -1)
+    return context
+
+
+def context_events(graph: TemporalGraph, batch: SubgraphBatch, hop: int, before: int = 2,
+                   after: int = 2) -> np.ndarray:
+    """Context window of hop ``hop`` (even, >= 2) computed after the fact (NumPy batches only).
+
+    Same definition as ``Hop.context``; lets a model try other window sizes without resampling.
+    """
+    if hop < 2 or hop % 2 or hop > len(batch.hops):
+        raise ValueError(f"context exists for even hops 2..{len(batch.hops)}, got {hop}")
+    layer = batch.hops[hop - 1]
+    node = np.asarray(layer.node)
+    event = np.asarray(layer.event)
+    cut = np.asarray(batch.cut_ts)[np.asarray(batch.sample_of(hop))]
+    rank = event - np.asarray(graph.session_ptr)[node]
+    remaining = np.asarray(graph.session_ptr)[node + 1] - 1 - event
+    return _context(_NumpyOps(), np.asarray(graph.ev_ts), event, rank, remaining, cut, before, after)
+
+
+# ---------------------------------------------------------------------- sample lists
+def training_samples(
+    graph: TemporalGraph,
+    sessions: np.ndarray | None = None,
+    min_prefix: int = 1,
+    max_per_session: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sample per event that has at least ``min_prefix`` events strictly before it.
+
+    Returns ``(session_index, cut_ts, target_item)`` (int64): the target is ``ev_item`` of the event
+    and ``cut_ts`` its ts. Since the prefix is *strictly* before ``cut_ts``, events tied in time with
+    the target are not in it; an event whose strict prefix is shorter than ``min_prefix`` (the
+    session's first event, or one tied with all earlier events) yields no sample -- those skipped
+    only because of ties are counted in an info log. ``sessions`` restricts to those session
+    indices; ``max_per_session`` keeps a random subset (``seed``) of at most that many per session.
+    Samples are in event order (session, then time).
+    """
+    if min_prefix < 1:
+        raise ValueError(f"min_prefix must be >= 1 (a sample needs a prefix), got {min_prefix}")
+    n_events = graph.num_events
+    ev_ts = np.asarray(graph.ev_ts)
+    ev_session = graph.ev_session()
+    session_start = np.asarray(graph.session_ptr)[:-1]
+    position = np.arange(n_events, dtype=np.int64)
+    # First event of each run of equal ts within a session: the strict prefix ends there.
+    run_head = np.ones(n_events, dtype=bool)
+    if n_events > 1:
+        run_head[1:] = ev_ts[1:] != ev_ts[:-1]
+    run_head[session_start] = True
+    run_start = np.maximum.accumulate(np.where(run_head, position, 0))
+    prefix = run_start - session_start[ev_session]
+    keep = prefix >= min_prefix
+    tie_skipped = int(np.count_nonzero(~keep & (position - session_start[ev_session] >= min_prefix)))
+    if tie_skipped:
+        logger.info("training_samples: %d event(s) skipped: ties in ts leave fewer than %d earlier event(s)",
+                    tie_skipped, min_prefix)
+    if sessions is not None:
+        chosen = np.zeros(graph.num_sessions, dtype=bool)
+        chosen[np.asarray(sessions, dtype=np.int64)] = True
+        keep &= chosen[ev_session]
+    events = np.flatnonzero(keep)
+    if max_per_session is not None:
+        if max_per_session < 1:
+            raise ValueError(f"max_per_session must be >= 1, got {max_per_session}")
+        rng = np.random.default_rng(seed)
+        sample_session = ev_session[events]
+        shuffled = np.lexsort((rng.random(len(events)), sample_session))
+        shuffled_session = sample_session[shuffled]
+        head = np.ones(len(events), dtype=bool)
+        head[1:] = shuffled_session[1:] != shuffled_session[:-1]
+        first = np.maximum.accumulate(np.where(head, np.arange(len(events)), 0))
+        rank = np.arange(len(events)) - first
+        events = np.sort(events[shuffled[rank < max_per_session]])
+    return (
+        ev_session[events].astype(np.int64),
+        ev_ts[events].astype(np.int64),
+        np.asarray(graph.ev_item)[events].astype(np.int64),
+    )
+
+
+def inference_samples(graph: TemporalGraph, session_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(session_index, cut_ts)`` with ``cut_ts`` = the session's last ts + 1 (its whole history)."""
+    session_indices = np.asarray(session_indices, dtype=np.int64)
+    if len(session_indices) and (session_indices.min() < 0 or session_indices.max() >= graph.num_sessions):
+        raise ValueError(f"session indices must lie in [0, {graph.num_sessions})")
+    last_event = np.asarray(graph.session_ptr)[session_indices + 1] - 1
+    return session_indices, np.asarray(graph.ev_ts)[last_event].astype(np.int64) + 1

@@ -1,0 +1,1 @@
+"""Kedro pipelines: thin wiring around the core library, one folder per pipeline."""

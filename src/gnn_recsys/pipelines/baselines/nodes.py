@@ -1,0 +1,40 @@
+"""Baseline nodes. Each model fits on the train events plus the observed test prefixes (as in the
+competition, where the test prefixes are known) and ranks K candidates for every test session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from gnn_recsys.baselines.covisitation import CovisitationConfig, CovisitationModel
+from gnn_recsys.baselines.popularity import PopularityModel
+from gnn_recsys.data.schema import event_type_code
+
+_TYPE_WEIGHT_KEYS = ("type_weights", "history_type_weights", "popularity_type_weights")
+
+
+def _type_codes(weights: Mapping[str, float] | None) -> dict[int, float] | None:
+    """YAML names event types (``carts: 6``); the core library keys them by code."""
+    return None if weights is None else {event_type_code(name): float(w) for name, w in weights.items()}
+
+
+def recommend_popularity(
+    train_events: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any]
+) -> pl.DataFrame:
+    """Most frequent (type-weighted) items, the same list for every session."""
+    model = PopularityModel.fit(
+        pl.concat([train_events, test_inputs]), type_weights=_type_codes(params.get("type_weights"))
+    )
+    return model.recommend(test_inputs, k=params["top_k"])
+
+
+def recommend_covisitation(
+    train_events: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any]
+) -> pl.DataFrame:
+    """Session history first, then co-visited items, then popular items."""
+    options = {k: v for k, v in params.items() if k != "top_k"}
+    options |= {k: _type_codes(options[k]) for k in _TYPE_WEIGHT_KEYS if k in options}
+    model = CovisitationModel.fit(pl.concat([train_events, test_inputs]), CovisitationConfig(**options))
+    return model.recommend(test_inputs, k=params["top_k"])

@@ -1,0 +1,42 @@
+"""Training pipeline: samples -> DGSR -> candidates for the local and the test sessions."""
+
+from kedro.pipeline import Pipeline, node
+
+from .nodes import log_dgsr_to_mlflow, make_dgsr_samples, recommend_dgsr, train_dgsr_model
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                make_dgsr_samples,
+                inputs=["local_graph", "local_test_inputs", "params:dgsr.samples"],
+                outputs=["dgsr_train_samples", "dgsr_val_samples"],
+                name="make_dgsr_samples",
+            ),
+            node(
+                train_dgsr_model,
+                inputs=["local_graph", "dgsr_train_samples", "dgsr_val_samples", "params:dgsr"],
+                outputs=["dgsr_model", "dgsr_training_history"],
+                name="train_dgsr",
+            ),
+            node(
+                recommend_dgsr,
+                inputs=["dgsr_model", "local_graph", "local_test_inputs", "params:dgsr.inference"],
+                outputs="candidates_dgsr",
+                name="dgsr_local_candidates",
+            ),
+            node(
+                recommend_dgsr,
+                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr.inference"],
+                outputs="test_candidates_dgsr",
+                name="dgsr_test_candidates",
+            ),
+            node(
+                log_dgsr_to_mlflow,
+                inputs=["dgsr_model", "full_graph"],
+                outputs=None,
+                name="log_dgsr_to_mlflow",
+            ),
+        ]
+    )

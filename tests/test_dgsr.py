@@ -1,0 +1,189 @@
+"""DGSR model on real sampler batches: tree/layer logic vs a recursive reference, causality, wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
+from gnn_recsys.graph.sampler import TemporalSubgraphSampler, training_samples
+from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.models.conv.dgrn_conv import ChildLayout
+from gnn_recsys.models.dgsr import DGSR, make_batch
+
+D = 8
+
+
+@pytest.fixture(scope="module")
+def events() -> pl.DataFrame:
+    return synthetic_events(SyntheticConfig(num_items=120, num_train_sessions=150, num_test_sessions=0, seed=5))
+
+
+@pytest.fixture(scope="module")
+def graph(events: pl.DataFrame) -> TemporalGraph:
+    return build_temporal_graph(events)
+
+
+def _model(graph: TemporalGraph, k_hop: int, attention: str = "dense", readout_last_item: bool = True) -> DGSR:
+    torch.manual_seed(0)
+    return DGSR(
+        graph.num_items,
+        D,
+        k_hop,
+        item_max_length=5,
+        user_max_length=4,
+        dropout=0.0,
+        attention=attention,
+        readout_last_item=readout_last_item,
+    ).eval()
+
+
+def _some_samples(graph: TemporalGraph, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    session, cut_ts, _ = training_samples(graph)
+    pick = np.random.default_rng(seed).choice(len(session), n, replace=False)
+    return session[pick], cut_ts[pick]
+
+
+def _reference(model: DGSR, graph: TemporalGraph, subgraph, k_hop: int) -> torch.Tensor:
+    """Node by node recursion over each sample's computation tree (no batching, no linear tricks)."""
+    emb = model.item_embedding.weight
+    hops = subgraph.hops
+    children_of = [
+        {int(p): np.flatnonzero(np.asarray(hop.parent) == p) for p in np.unique(np.asarray(hop.parent))}
+        for hop in hops
+    ]  # children_of[h][p] = positions in hop h+1 of the children of node p of hop h
+
+    def initial(h: int, i: int) -> torch.Tensor:
+        if h == 0:
+            kids = children_of[0].get(i, np.array([], dtype=int))
+            if len(kids) == 0:
+                return model.session_bias
+            return emb[np.asarray(hops[0].node)[kids]].mean(0)
+        if h % 2 == 1:
+            return emb[int(np.asarray(hops[h - 1].node)[i])]
+        ctx = np.asarray(hops[h - 1].context)[i]
+        items = np.asarray(graph.ev_item)[ctx[ctx >= 0]]
+        return model.session_bias + (emb[items].mean(0) if len(items) else 0)
+
+    def state(h: int, i: int, layer: int) -> torch.Tensor:
+        if layer == 0:
+            return initial(h, i)
+        kids = children_of[h].get(i, np.array([], dtype=int))
+        hop = hops[h]
+        x_child = (
+            torch.stack([state(h + 1, int(j), layer - 1) for j in kids]) if len(kids) else torch.zeros(0, D)
+        )
+        layout = ChildLayout.from_edges(
+            torch.zeros(len(kids), dtype=torch.long),
+            torch.as_tensor(np.asarray(hop.order)[kids]),
+            torch.as_tensor(np.asarray(graph.ev_type)[np.asarray(hop.event)[kids]].astype(np.int64)),
+            1,
+        )
+        return model.conv(layer, h)(state(h, i, layer - 1)[None], x_child, layout)[0]
+
+    out = []
+    for b in range(len(subgraph.session)):
+        parts = [state(0, b, layer) for layer in range(k_hop + 1)]
+        if model.readout_last_item:
+            kids = children_of[0].get(b, np.array([], dtype=int))
+            first = kids[np.asarray(hops[0].order)[kids] == 0]
+            parts.append(emb[int(np.asarray(hops[0].node)[first[0]])] if len(first) else torch.zeros(D))
+        out.append(model.readout(torch.cat(parts)))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(("k_hop", "attention"), [(1, "dense"), (2, "dense"), (2, "segment"), (3, "dense")])
+def test_batched_forward_matches_tree_recursion(graph: TemporalGraph, k_hop: int, attention: str) -> None:
+    model = _model(graph, k_hop, attention)
+    sessions, cut_ts = _some_samples(graph, 6 if k_hop < 3 else 3)
+    sampler = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=k_hop)
+    subgraph = sampler.sample(sessions, cut_ts)
+    with torch.no_grad():
+        got = model(make_batch(graph, subgraph, cut_ts, k_hop))
+        want = _reference(model, graph, subgraph, k_hop)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_context_computed_without_sampler_windows_gives_the_same_model_input(graph: TemporalGraph) -> None:
+    sessions, cut_ts = _some_samples(graph, 8)
+    with_ctx = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    without = TemporalSubgraphSampler(graph, 5, 4, 2, context_window=None).sample(sessions, cut_ts)
+    model = _model(graph, 2)
+    with torch.no_grad():
+        a = model(make_batch(graph, with_ctx, cut_ts, 2))
+        b = model(make_batch(graph, without, cut_ts, 2, context_window=(2, 2)))
+    torch.testing.assert_close(a, b)
+
+
+def test_batch_fields_match_the_graph(graph: TemporalGraph) -> None:
+    sessions, cut_ts = _some_samples(graph, 10, seed=1)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    batch = make_batch(graph, subgraph, cut_ts, 2, target=np.arange(10))
+    ptr, ev_ts, ev_item = graph.session_ptr, graph.ev_ts, graph.ev_item
+    for b, (s, cut) in enumerate(zip(sessions, cut_ts, strict=True)):
+        prefix = [e for e in range(ptr[s], ptr[s + 1]) if ev_ts[e] < cut]
+        assert batch.prefix_count[b] == min(len(prefix), 5)
+        assert batch.last_item[b] == ev_item[prefix[-1]]
+    hop2 = batch.hops[1]
+    ctx = np.asarray(subgraph.hops[1].context)
+    items = hop2.context_items[hop2.context.clamp(max=len(hop2.context_items) - 1)].numpy()
+    valid = hop2.context.numpy() < len(hop2.context_items)
+    np.testing.assert_array_equal(valid, ctx >= 0)
+    np.testing.assert_array_equal(items[valid], ev_item[ctx[valid]])
+    assert batch.target.tolist() == list(range(10))
+
+
+def test_representation_ignores_events_at_or_after_the_cut(events: pl.DataFrame, graph: TemporalGraph) -> None:
+    """Deleting every event with ts >= cut from the graph leaves the representation unchanged."""
+    cut = int(np.quantile(graph.ev_ts, 0.6))
+    past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
+    active = past.session_id[:40]  # sessions with history before the cut, in both graphs
+    in_full = graph.session_to_index(active)
+    in_past = past.session_to_index(active)
+    cut_ts = np.full(len(active), cut, dtype=np.int64)
+    model = _model(graph, 2)
+    reps = []
+    for g, s in ((graph, in_full), (past, in_past)):
+        subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(s, cut_ts)
+        with torch.no_grad():
+            reps.append(model(make_batch(g, subgraph, cut_ts, 2)))
+    torch.testing.assert_close(reps[0], reps[1])
+    # ...while moving the cut later does change it (the future is really in the full graph).
+    later = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        in_full, cut_ts + 10**10
+    )
+    with torch.no_grad():
+        assert not torch.allclose(model(make_batch(graph, later, cut_ts + 10**10, 2)), reps[0])
+
+
+def test_empty_prefix_falls_back_to_the_session_bias(graph: TemporalGraph) -> None:
+    first_ts = graph.ev_ts[graph.session_ptr[:3]]  # nothing strictly before a session's first event
+    sessions = np.arange(3)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, first_ts)
+    model = _model(graph, 2, readout_last_item=True)
+    batch = make_batch(graph, subgraph, first_ts, 2)
+    assert batch.prefix_count.tolist() == [0, 0, 0] and batch.last_item.tolist() == [-1, -1, -1]
+    with torch.no_grad():
+        out = model(batch)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], out[1])  # no history: every such session looks the same
+
+
+def test_every_parameter_receives_gradient(graph: TemporalGraph) -> None:
+    model = _model(graph, 2).train()
+    sessions, cut_ts = _some_samples(graph, 32, seed=2)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    reps = model(make_batch(graph, subgraph, cut_ts, 2))
+    model.score_all(reps).logsumexp(1).sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+    assert set(model.convs) == {"session1", "item1", "session2"}  # layer 2 needs no item<-sessions conv
+
+
+def test_too_few_hops_is_a_clear_error(graph: TemporalGraph) -> None:
+    sessions, cut_ts = _some_samples(graph, 4)
+    subgraph = TemporalSubgraphSampler(graph, 5, 4, k_hop=1).sample(sessions, cut_ts)
+    with pytest.raises(ValueError, match="2 layers but the subgraph has only 1"):
+        make_batch(graph, subgraph, cut_ts, 2)

@@ -1,0 +1,121 @@
+"""Sampled softmax with log-Q correction against the full softmax it approximates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gnn_recsys.models.loss import (
+    FullSoftmaxLoss,
+    SampledSoftmaxLoss,
+    full_softmax_loss,
+    make_loss,
+    sampled_softmax_loss,
+)
+
+
+def _data(n_items: int = 30, batch: int = 7, dim: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(batch, dim, generator=g)
+    items = torch.randn(n_items, dim, generator=g)
+    target = torch.randint(0, n_items, (batch,), generator=g)
+    return query, target, items
+
+
+def test_every_item_once_without_correction_is_the_full_softmax() -> None:
+    query, target, items = _data()
+    candidates = torch.randperm(30)  # order of the candidates must not matter
+    loss = sampled_softmax_loss(query, target, items, candidates, torch.zeros(30))
+    assert torch.allclose(loss, F.cross_entropy(query @ items.T, target))
+    assert torch.allclose(full_softmax_loss(query, target, items), F.cross_entropy(query @ items.T, target))
+
+
+def test_in_batch_plus_all_items_deduplicates_to_the_full_softmax() -> None:
+    """With ``Q = 1`` for every item (S huge) the corrected sampled loss *is* the full softmax."""
+    query, target, items = _data(n_items=12, batch=9)
+    counts = np.ones(12)
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=20_000, uniform_mix=1.0)
+    torch.testing.assert_close(loss_fn.log_q(torch.arange(12), 9), torch.zeros(12))
+    loss = loss_fn(query, target, items, torch.Generator().manual_seed(0))
+    assert torch.allclose(loss, F.cross_entropy(query @ items.T, target), atol=1e-6)
+
+
+def test_accidental_hits_are_masked() -> None:
+    query, target, items = _data()
+    others = torch.tensor([i for i in range(30) if i not in set(target.tolist())])
+    log_q = torch.linspace(-3, -1, 30)
+    with_hits = sampled_softmax_loss(query, target, items, torch.arange(30), log_q, torch.zeros(7))
+    # Reference: per row, the positive against all candidates except the row's own target.
+    rows = []
+    for b in range(7):
+        keep = torch.arange(30) != target[b]
+        logits = torch.cat([(query[b] @ items[target[b]]).view(1), query[b] @ items[keep].T - log_q[keep]])
+        rows.append(-torch.log_softmax(logits, 0)[0])
+    assert torch.allclose(with_hits, torch.stack(rows).mean(), atol=1e-6)
+    assert len(others) < 30  # the batch does hit some candidates, so masking was exercised
+
+
+def test_log_q_is_the_inclusion_probability_of_the_candidate_set() -> None:
+    counts = np.array([50.0, 10.0, 1.0, 0.0, 39.0])
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=6, alpha=0.75, uniform_mix=0.2)
+    p = counts / counts.sum()
+    q = 0.8 * counts**0.75 / (counts**0.75).sum() + 0.2 / 5
+    want = np.log(1 - (1 - p) ** 4 * (1 - q) ** 6)
+    got = loss_fn.log_q(torch.arange(5), batch_size=4).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_shared_negatives_follow_the_proposal_and_are_reproducible() -> None:
+    counts = np.array([100.0, 1.0, 30.0, 0.0, 5.0, 60.0])
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=200_000, alpha=0.75, uniform_mix=0.1)
+    draws = loss_fn.sample_negatives(torch.Generator().manual_seed(3))
+    again = loss_fn.sample_negatives(torch.Generator().manual_seed(3))
+    assert torch.equal(draws, again)
+    freq = np.bincount(draws.numpy(), minlength=6) / len(draws)
+    np.testing.assert_allclose(freq, loss_fn.proposal.numpy(), atol=4e-3)
+    assert freq[3] > 0  # zero-count items are reachable through the uniform mix
+
+
+def test_correction_reduces_the_bias_of_the_sampled_loss() -> None:
+    """Averaged over draws, the log-Q corrected loss is closer to the full softmax loss than without."""
+    torch.manual_seed(0)
+    n = 2_000
+    counts = np.random.default_rng(0).zipf(1.5, n).astype(float).clip(max=10_000)
+    query, target, items = _data(n_items=n, batch=64, dim=16, seed=1)
+    items = items * 0.5
+    full = float(F.cross_entropy(query @ items.T, target))
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=200, in_batch=False)
+    g = torch.Generator().manual_seed(0)
+    corrected, raw = [], []
+    for _ in range(20):
+        negatives = torch.unique(loss_fn.sample_negatives(g))
+        corrected.append(
+            float(sampled_softmax_loss(query, target, items, negatives, loss_fn.log_q(negatives, 64)))
+        )
+        raw.append(float(sampled_softmax_loss(query, target, items, negatives, torch.zeros(len(negatives)))))
+    assert abs(np.mean(corrected) - full) < abs(np.mean(raw) - full)
+
+
+def test_gradients_reach_query_and_item_embeddings() -> None:
+    query, target, items = _data()
+    query.requires_grad_(True)
+    items.requires_grad_(True)
+    loss = SampledSoftmaxLoss(np.arange(1, 31), num_negatives=8)(
+        query, target, items, torch.Generator().manual_seed(0)
+    )
+    loss.backward()
+    assert torch.isfinite(query.grad).all() and query.grad.abs().sum() > 0
+    assert items.grad[target].abs().sum() > 0
+
+
+def test_make_loss_and_bad_arguments() -> None:
+    assert isinstance(make_loss("full", np.ones(3)), FullSoftmaxLoss)
+    assert isinstance(make_loss("sampled", np.ones(3), num_negatives=2), SampledSoftmaxLoss)
+    with pytest.raises(ValueError, match="loss must be"):
+        make_loss("hinge", np.ones(3))
+    with pytest.raises(ValueError, match="non-negative"):
+        SampledSoftmaxLoss(np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="in-batch"):
+        SampledSoftmaxLoss(np.ones(3), num_negatives=0, in_batch=False)

@@ -1,0 +1,260 @@
+"""DGSR training loop: determinism, learning, early stopping, resume (also after SIGKILL), inference, MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import torch
+
+from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
+from gnn_recsys.graph.sampler import TemporalSubgraphSampler, training_samples
+from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.models.dgsr import make_batch
+from gnn_recsys.models.mlflow_model import DGSRPyfunc, append_sessions, log_dgsr_model
+from gnn_recsys.training.config import TrainConfig
+from gnn_recsys.training.trainer import (
+    CHECKPOINT_FILE,
+    SampleSet,
+    recall_at_k,
+    recommend,
+    topk_blocked,
+    train_dgsr,
+)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Everything small: ~2k events, 16-dim model, 8 batches per epoch.
+DATA_CODE = """
+import numpy as np
+from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
+from gnn_recsys.graph.sampler import training_samples
+from gnn_recsys.graph.temporal_graph import build_temporal_graph
+from gnn_recsys.training.trainer import SampleSet
+from gnn_recsys.training.config import TrainConfig
+
+def tiny_data():
+    events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=150, num_test_sessions=0, seed=11))
+    graph = build_temporal_graph(events)
+    samples = SampleSet(*training_samples(graph))
+    val_rows = np.zeros(len(samples), dtype=bool)
+    val_rows[np.random.default_rng(0).choice(len(samples), 150, replace=False)] = True
+    return events, graph, samples.subset(~val_rows), samples.subset(val_rows)
+
+TINY = TrainConfig(embedding_dim=16, item_max_length=6, user_max_length=4, batch_size=256, num_negatives=32,
+                   epochs=3, patience=5, lr=1e-2, progress=False, seed=7)
+"""
+exec(DATA_CODE)  # the SIGKILL test's child process runs the very same code
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pl.DataFrame, TemporalGraph, SampleSet, SampleSet]:
+    return tiny_data()  # type: ignore[name-defined]  # noqa: F821
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
+    _, graph, train, val = data
+    seen: list[tuple[int, dict[str, float]]] = []
+    first = train_dgsr(graph, train, val, TINY, on_epoch_end=lambda e, m: seen.append((e, m)))  # noqa: F821
+    second = train_dgsr(graph, train, val, TINY.with_(num_workers=1))  # noqa: F821
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+    _assert_same_weights(first.model, second.model)
+
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert all({"train_loss", "val_recall@20", "train_samples_per_s"} <= set(m) for _, m in seen)
+    losses = [m["train_loss"] for _, m in seen]
+    assert losses[-1] < losses[0]
+    # Learned something beyond popularity: beats the 20 most frequent training targets.
+    popular = np.argsort(-np.bincount(train.target, minlength=graph.num_items))[:20]
+    popularity_recall = np.isin(val.target, popular).mean()
+    assert first.best_metric is not None and first.best_metric > popularity_recall + 0.1
+    assert first.best_metric == max(m["val_recall@20"] for _, m in seen)
+
+
+def test_early_stopping_keeps_the_best_epoch(data) -> None:
+    _, graph, train, val = data
+    frozen = TINY.with_(lr=0.0, epochs=6, patience=2)  # noqa: F821  # nothing changes: no epoch improves
+    result = train_dgsr(graph, train, val, frozen)
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
+    assert result.stopped_early and result.best_epoch == 1
+
+
+def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path) -> None:
+    _, graph, train, val = data
+    two = train_dgsr(graph, train, val, TINY.with_(epochs=2), tmp_path / "a")  # noqa: F821
+    assert two.start_epoch == 1 and len(two.history) == 2
+    resumed_epochs: list[int] = []
+    resumed = train_dgsr(
+        graph, train, val, TINY.with_(epochs=3), tmp_path / "a", on_epoch_end=lambda e, m: resumed_epochs.append(e)  # noqa: F821
+    )
+    straight = train_dgsr(graph, train, val, TINY.with_(epochs=3), tmp_path / "b")  # noqa: F821
+    assert resumed.start_epoch == 3 and resumed_epochs == [3]
+    assert resumed.history == straight.history[:2] + [resumed.history[2]]
+    assert resumed.history[2]["train_loss"] == straight.history[2]["train_loss"]
+    _assert_same_weights(resumed.model, straight.model)
+    last_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=False)["model"]
+    last_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)["model"]
+    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+
+
+def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path: Path) -> None:
+    _, graph, train, val = data
+    train_dgsr(graph, train, val, TINY.with_(epochs=1), tmp_path)  # noqa: F821
+    other = train_dgsr(graph, train, val, TINY.with_(epochs=1, lr=1e-3), tmp_path)  # noqa: F821
+    assert other.start_epoch == 1 and len(other.history) == 1
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from gnn_recsys.graph.sampler import TemporalSubgraphSampler
+from gnn_recsys.training.trainer import train_dgsr
+{data_code}
+marker = Path(sys.argv[2])
+epochs_done = []
+
+class StallInEpochTwo(TemporalSubgraphSampler):
+    def sample(self, *args, **kwargs):
+        if epochs_done:  # first batch of epoch 2: tell the parent, then hang until killed
+            marker.write_text("in epoch 2")
+            time.sleep(120)
+        return super().sample(*args, **kwargs)
+
+_, graph, train, val = tiny_data()
+sampler = StallInEpochTwo(graph, TINY.item_max_length, TINY.user_max_length, TINY.k_hop)
+train_dgsr(graph, train, val, TINY, sys.argv[1], on_epoch_end=lambda e, m: epochs_done.append(e), sampler=sampler)
+"""
+
+
+def test_sigkill_mid_epoch_two_then_resume(data, tmp_path: Path) -> None:
+    _, graph, train, val = data
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(data_code=textwrap.dedent(DATA_CODE)))
+    marker = tmp_path / "marker"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ckpt"), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, "child exited before reaching epoch 2"
+            assert time.monotonic() < deadline, "child never reached epoch 2"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [CHECKPOINT_FILE]  # no torn temp file
+
+    resumed = train_dgsr(graph, train, val, TINY, tmp_path / "ckpt")  # noqa: F821
+    straight = train_dgsr(graph, train, val, TINY)  # noqa: F821
+    assert resumed.start_epoch == 2
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    _assert_same_weights(resumed.model, straight.model)
+
+
+def test_topk_blocked_equals_full_topk() -> None:
+    g = torch.Generator().manual_seed(0)
+    query, items = torch.randn(9, 6, generator=g), torch.randn(1000, 6, generator=g)
+    index, score = topk_blocked(query, items, k=25, block_size=64)
+    want_score, want_index = torch.topk(query @ items.T, 25, dim=1)
+    torch.testing.assert_close(score, want_score)
+    assert torch.equal(index, want_index)
+    small_index, _ = topk_blocked(query, items[:10], k=25, block_size=3)  # k > catalogue: all items
+    assert small_index.shape == (9, 10) and all(sorted(r) == list(range(10)) for r in small_index.tolist())
+
+
+def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None:
+    _, graph, train, val = data
+    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model  # noqa: F821
+    sessions = np.array([3, 0, 17, 42])
+    aids, scores = recommend(model, graph, sessions, k=12, batch_size=3, block_size=7)
+    # Reference: full score matrix of representations at cut = last ts + 1.
+    cut = graph.ev_ts[graph.session_ptr[sessions + 1] - 1] + 1
+    subgraph = TemporalSubgraphSampler(graph, 6, 4, 2).sample(sessions, cut)
+    with torch.no_grad():
+        full = model.score_all(model(make_batch(graph, subgraph, cut, 2)))
+    want_score, want_index = torch.topk(full, 12, dim=1)
+    np.testing.assert_allclose(scores, want_score.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(aids, graph.item_aid[want_index.numpy()])
+    index_only, _ = recommend(model, graph, sessions, k=12, return_aids=False)
+    np.testing.assert_array_equal(graph.item_aid[index_only], aids)
+
+
+def test_recall_at_k_counts_targets_in_the_top_k(data) -> None:
+    _, graph, train, val = data
+    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model  # noqa: F821
+    sampler = TemporalSubgraphSampler(graph, 6, 4, 2)
+    few = val.subset(slice(0, 40))
+    recall = recall_at_k(model, graph, few, sampler, context_window=(2, 2), k=20, batch_size=16)
+    subgraph = sampler.sample(few.session, few.cut_ts)
+    with torch.no_grad():
+        top = torch.topk(model.score_all(model(make_batch(graph, subgraph, few.cut_ts, 2))), 20).indices.numpy()
+    assert recall == pytest.approx(np.mean([t in row for t, row in zip(few.target, top, strict=True)]))
+    assert recall_at_k(model, graph, val.subset(slice(0, 0)), sampler, context_window=(2, 2)) != recall  # nan
+
+
+def test_bad_samples_are_rejected_with_row_and_field(data) -> None:
+    _, graph, train, val = data
+    bad = SampleSet(train.session[:5], train.cut_ts[:5], np.array([0, 1, graph.num_items, 2, 3]))
+    with pytest.raises(ValueError, match=r"train_samples: row 2 field 'target'"):
+        train_dgsr(graph, bad, val, TINY)  # noqa: F821
+
+
+def test_mlflow_pyfunc_round_trip(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events, graph, train, val = data
+    config = TINY.with_(epochs=1, top_k=7)  # noqa: F821
+    model = train_dgsr(graph, train, None, config).model
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    mlflow.set_experiment(experiment_name="dgsr-test")
+    try:
+        with mlflow.start_run():
+            info = log_dgsr_model(model, graph, config, artifact_path="dgsr")
+        loaded = mlflow.pyfunc.load_model(info.model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    # Two sessions: a copy of session 0's events under a new id, and one with an unknown aid mixed in.
+    first = events.filter(pl.col("session") == events["session"][0])
+    request = pd.concat(
+        [
+            first.with_columns(session=pl.lit(9_000_001, pl.Int32)).to_pandas(),
+            pd.DataFrame({"session": [555, 555], "aid": [int(graph.item_aid[3]), 10**6], "ts": [5, 6], "type": [0, 0]}),
+        ]
+    )
+    out = loaded.predict(request)
+    assert list(out.columns) == ["session", "rank", "aid", "score"]
+    assert sorted(out["session"].unique()) == [555, 9_000_001]
+    assert (out.groupby("session").size() == 7).all()
+    assert out["aid"].isin(graph.item_aid).all()
+
+    # Same answer as the in-memory model on the same appended graph.
+    appended, ids, indices = append_sessions(graph, pl.from_pandas(request))
+    aids, scores = recommend(model, appended, indices, k=7)
+    got = out.sort_values(["session", "rank"])
+    np.testing.assert_array_equal(got["aid"].to_numpy().reshape(2, 7), aids)
+    np.testing.assert_allclose(got["score"].to_numpy().reshape(2, 7), scores, rtol=1e-5)
+    assert DGSRPyfunc is type(loaded.unwrap_python_model())
