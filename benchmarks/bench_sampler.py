@@ -12,7 +12,7 @@ batches of random training samples with
 and prints samples/s, edges/s and the speed-up. Throughput is wall-clock; CPU seconds of this
 process are printed too, because the machine may be shared (wall > CPU means others were running).
 
-    .venv/bin/python benchmarks/bench_sampler.py            # full size (~1-2 min)
+    .venv/bin/python benchmarks/bench_sampler.py            # full size (~30 s on 2 idle cores)
     .venv/bin/python benchmarks/bench_sampler.py --sessions 70000 --items 20000 --batches 5
 """
 
@@ -52,8 +52,10 @@ def generate_events(num_sessions: int, num_items: int, seed: int) -> pl.DataFram
     gaps[rng.random(n_events) < 0.03] = 0  # same-millisecond events
     gaps[position == 0] = 0
     elapsed = np.cumsum(gaps)
-    ts = np.repeat(T0 + rng.integers(0, 28 * DAY_MS, num_sessions), lengths) + elapsed - np.repeat(
-        elapsed[starts], lengths
+    ts = (
+        np.repeat(T0 + rng.integers(0, 28 * DAY_MS, num_sessions), lengths)
+        + elapsed
+        - np.repeat(elapsed[starts], lengths)
     )
     return pl.DataFrame(
         {
@@ -129,7 +131,9 @@ class _BatchDataset(torch.utils.data.Dataset):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sessions", type=int, default=700_000)
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1024)
@@ -149,7 +153,9 @@ def main() -> None:
     print(f"generated {events.height:,} events in {time.perf_counter() - started:.1f} s")
     wall, cpu, _ = timed(lambda: len(build_temporal_graph(events).item_aid))
     graph = build_temporal_graph(events)
-    print(f"build_temporal_graph: {wall:.2f} s wall ({cpu:.2f} s CPU, {events.height / wall / 1e6:.1f} M events/s)")
+    print(
+        f"build_temporal_graph: {wall:.2f} s wall ({cpu:.2f} s CPU, {events.height / wall / 1e6:.1f} M events/s)"
+    )
     stats = graph.stats()
     print(
         f"graph: {stats['num_sessions']:,} sessions, {stats['num_items']:,} items, {stats['num_events']:,} events; "
@@ -174,12 +180,19 @@ def main() -> None:
     for context in (None, (2, 2)):
         for backend in ("numpy", "torch"):
             sampler = TemporalSubgraphSampler(
-                graph, args.item_max_length, args.user_max_length, args.k_hop, context_window=context, backend=backend
+                graph,
+                args.item_max_length,
+                args.user_max_length,
+                args.k_hop,
+                context_window=context,
+                backend=backend,
             )
             sampler.sample(batch_sessions[0], batch_cuts[0])  # warm-up (lazy arrays, page cache)
 
             def run(sampler: TemporalSubgraphSampler = sampler) -> int:
-                return sum(sampler.sample(s, c).num_edges for s, c in zip(batch_sessions, batch_cuts, strict=True))
+                return sum(
+                    sampler.sample(s, c).num_edges for s, c in zip(batch_sessions, batch_cuts, strict=True)
+                )
 
             wall, cpu, edges = min((timed(run) for _ in range(3)), key=lambda r: r[0])
             results[(backend, context)] = n_total / wall
@@ -206,7 +219,9 @@ def main() -> None:
                 )
                 for _ in loader:  # start workers and map the graph
                     pass
-                wall, _, edges = min((timed(lambda loader=loader: sum(loader)) for _ in range(3)), key=lambda r: r[0])
+                wall, _, edges = min(
+                    (timed(lambda loader=loader: sum(loader)) for _ in range(3)), key=lambda r: r[0]
+                )
                 print(
                     f"  numpy in DataLoader({args.workers} workers, mmap graph) context={context!s:6s}: "
                     f"{n_total / wall:>9,.0f} samples/s {edges / wall / 1e6:6.1f} M edges/s"
@@ -219,10 +234,13 @@ def main() -> None:
         wall, cpu, n_edges = timed(
             lambda: sum(len(masking.sample_one(int(sessions[i]), int(cuts[i]))) for i in chosen)
         )
-        fast = TemporalSubgraphSampler(graph, args.item_max_length, args.user_max_length, 2, context_window=None)
+        fast = TemporalSubgraphSampler(
+            graph, args.item_max_length, args.user_max_length, 2, context_window=None
+        )
         fast_batch = fast.sample(sessions[chosen], cuts[chosen])
         agree = all(
-            masking.sample_one(int(sessions[i]), int(cuts[i])) == batch_edges(fast_batch, b) for b, i in enumerate(chosen)
+            masking.sample_one(int(sessions[i]), int(cuts[i])) == batch_edges(fast_batch, b)
+            for b, i in enumerate(chosen)
         )
         baseline = len(chosen) / wall
         print(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gnn_recsys.models.conv.dgrn_conv import ChildLayout, DGRNConv
+from gnn_recsys.models.conv.dgrn_conv import BlockAttention, ChildLayout, DGRNConv, feature_dropout
 
 D = 8
 
@@ -62,20 +62,49 @@ def test_conv_matches_reference_equations(attention: str) -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_dense_and_segment_agree_in_values_and_gradients() -> None:
+def test_dense_and_segment_agree_in_values_and_all_gradients() -> None:
+    """The dense path's hand-written backward (BlockAttention) against autograd through the segment path."""
     torch.manual_seed(0)
     layout, n_child = _random_relation(2, num_parents=10, max_children=7)
     dense = DGRNConv(D, max_order=8, attention="dense").eval()
     segment = DGRNConv(D, max_order=8, attention="segment").eval()
     segment.load_state_dict(dense.state_dict())
-    x_parent = torch.randn(layout.num_parents, D)
+    x_parent = torch.randn(layout.num_parents, D, requires_grad=True)
     x_child = torch.randn(n_child, D, requires_grad=True)
-    out_dense = dense(x_parent, x_child, layout)
-    grad_dense = torch.autograd.grad(out_dense.square().sum(), x_child)[0]
-    out_segment = segment(x_parent, x_child, layout)
-    grad_segment = torch.autograd.grad(out_segment.square().sum(), x_child)[0]
-    torch.testing.assert_close(out_dense, out_segment, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grad_dense, grad_segment, rtol=1e-5, atol=1e-6)
+    results = []
+    for conv in (dense, segment):
+        out = conv(x_parent, x_child, layout)
+        inputs = [x_parent, x_child, *conv.parameters()]
+        results.append((out, torch.autograd.grad(out.square().sum(), inputs)))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    for got, want in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_block_attention_backward_passes_gradcheck_with_dropout_mask() -> None:
+    g = torch.Generator().manual_seed(0)
+    n_parent, width = 4, 5
+    block = torch.randn(n_parent, width, D, dtype=torch.float64, generator=g, requires_grad=True)
+    queries = torch.randn(n_parent, D, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    extra = torch.randn(n_parent, width, dtype=torch.float64, generator=g, requires_grad=True)
+    mask = torch.rand(n_parent, width, generator=g) > 0.3
+    mask[1] = False  # a parent without children
+    keep = (torch.rand(n_parent, 2, width, generator=g) > 0.2).double() / 0.8
+
+    def fn(block, queries, extra):
+        pooled, dropped = BlockAttention.apply(block, queries, extra, mask, keep, 0.3)
+        return pooled, dropped
+
+    assert torch.autograd.gradcheck(fn, (block, queries, extra))
+
+
+def test_feature_dropout_keeps_the_expected_share_and_mean() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(300_000)
+    y = feature_dropout(x, 0.25, training=True)
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.005
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert torch.equal(feature_dropout(x, 0.25, training=False), x)
 
 
 def test_childless_parent_depends_only_on_its_own_state_and_gets_finite_gradients() -> None:

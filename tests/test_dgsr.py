@@ -18,7 +18,9 @@ D = 8
 
 @pytest.fixture(scope="module")
 def events() -> pl.DataFrame:
-    return synthetic_events(SyntheticConfig(num_items=120, num_train_sessions=150, num_test_sessions=0, seed=5))
+    return synthetic_events(
+        SyntheticConfig(num_items=120, num_train_sessions=150, num_test_sessions=0, seed=5)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,9 @@ def graph(events: pl.DataFrame) -> TemporalGraph:
     return build_temporal_graph(events)
 
 
-def _model(graph: TemporalGraph, k_hop: int, attention: str = "dense", readout_last_item: bool = True) -> DGSR:
+def _model(
+    graph: TemporalGraph, k_hop: int, attention: str = "dense", readout_last_item: bool = True
+) -> DGSR:
     torch.manual_seed(0)
     return DGSR(
         graph.num_items,
@@ -108,7 +112,9 @@ def test_batched_forward_matches_tree_recursion(graph: TemporalGraph, k_hop: int
 
 def test_context_computed_without_sampler_windows_gives_the_same_model_input(graph: TemporalGraph) -> None:
     sessions, cut_ts = _some_samples(graph, 8)
-    with_ctx = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    with_ctx = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
     without = TemporalSubgraphSampler(graph, 5, 4, 2, context_window=None).sample(sessions, cut_ts)
     model = _model(graph, 2)
     with torch.no_grad():
@@ -119,23 +125,29 @@ def test_context_computed_without_sampler_windows_gives_the_same_model_input(gra
 
 def test_batch_fields_match_the_graph(graph: TemporalGraph) -> None:
     sessions, cut_ts = _some_samples(graph, 10, seed=1)
-    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
     batch = make_batch(graph, subgraph, cut_ts, 2, target=np.arange(10))
     ptr, ev_ts, ev_item = graph.session_ptr, graph.ev_ts, graph.ev_item
     for b, (s, cut) in enumerate(zip(sessions, cut_ts, strict=True)):
         prefix = [e for e in range(ptr[s], ptr[s + 1]) if ev_ts[e] < cut]
         assert batch.prefix_count[b] == min(len(prefix), 5)
         assert batch.last_item[b] == ev_item[prefix[-1]]
-    hop2 = batch.hops[1]
+    hop2 = batch.hops[1]  # the leaf hop: nodes share rows, context is per row
+    assert len(hop2.row_node) < len(hop2.node)
     ctx = np.asarray(subgraph.hops[1].context)
-    items = hop2.context_items[hop2.context.clamp(max=len(hop2.context_items) - 1)].numpy()
-    valid = hop2.context.numpy() < len(hop2.context_items)
+    per_node = hop2.context[hop2.layout.source]
+    items = hop2.context_items[per_node.clamp(max=len(hop2.context_items) - 1)].numpy()
+    valid = per_node.numpy() < len(hop2.context_items)
     np.testing.assert_array_equal(valid, ctx >= 0)
     np.testing.assert_array_equal(items[valid], ev_item[ctx[valid]])
     assert batch.target.tolist() == list(range(10))
 
 
-def test_representation_ignores_events_at_or_after_the_cut(events: pl.DataFrame, graph: TemporalGraph) -> None:
+def test_representation_ignores_events_at_or_after_the_cut(
+    events: pl.DataFrame, graph: TemporalGraph
+) -> None:
     """Deleting every event with ts >= cut from the graph leaves the representation unchanged."""
     cut = int(np.quantile(graph.ev_ts, 0.6))
     past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
@@ -161,7 +173,9 @@ def test_representation_ignores_events_at_or_after_the_cut(events: pl.DataFrame,
 def test_empty_prefix_falls_back_to_the_session_bias(graph: TemporalGraph) -> None:
     first_ts = graph.ev_ts[graph.session_ptr[:3]]  # nothing strictly before a session's first event
     sessions = np.arange(3)
-    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, first_ts)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, first_ts
+    )
     model = _model(graph, 2, readout_last_item=True)
     batch = make_batch(graph, subgraph, first_ts, 2)
     assert batch.prefix_count.tolist() == [0, 0, 0] and batch.last_item.tolist() == [-1, -1, -1]
@@ -174,7 +188,9 @@ def test_empty_prefix_falls_back_to_the_session_bias(graph: TemporalGraph) -> No
 def test_every_parameter_receives_gradient(graph: TemporalGraph) -> None:
     model = _model(graph, 2).train()
     sessions, cut_ts = _some_samples(graph, 32, seed=2)
-    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(sessions, cut_ts)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
     reps = model(make_batch(graph, subgraph, cut_ts, 2))
     model.score_all(reps).logsumexp(1).sum().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -187,3 +203,58 @@ def test_too_few_hops_is_a_clear_error(graph: TemporalGraph) -> None:
     subgraph = TemporalSubgraphSampler(graph, 5, 4, k_hop=1).sample(sessions, cut_ts)
     with pytest.raises(ValueError, match="2 layers but the subgraph has only 1"):
         make_batch(graph, subgraph, cut_ts, 2)
+
+
+@pytest.mark.parametrize("history_length", [None, 3, 40])
+def test_history_holds_the_distinct_prefix_items_and_their_occurrences(
+    graph: TemporalGraph, history_length: int | None
+) -> None:
+    """The repeat bonus sees each sample's last ``history_length`` events before the cut (hop 1 when None)."""
+    sessions, cut_ts = _some_samples(graph, 12, seed=2)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
+    batch = make_batch(graph, subgraph, cut_ts, 2, history_length=history_length)
+    width = batch.history_item.shape[1]
+    ptr, ev_ts, ev_item, ev_type = graph.session_ptr, graph.ev_ts, graph.ev_item, graph.ev_type
+    occurrences: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for b, (s, cut) in enumerate(zip(sessions, cut_ts, strict=True)):
+        prefix = [e for e in range(ptr[s], ptr[s + 1]) if ev_ts[e] < cut][-(history_length or 5) :]
+        want = sorted({int(ev_item[e]) for e in prefix})
+        got = [int(i) for i in batch.history_item[b] if i >= 0]
+        assert got == want
+        for order, e in enumerate(reversed(prefix)):
+            occurrences.setdefault((b, int(ev_item[e])), []).append((order, int(ev_type[e])))
+    # every edge points at the slot of its own (sample, item), with its order and type
+    got_occurrences: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for slot, order, event_type in zip(
+        batch.history_slot.tolist(), batch.history_order.tolist(), batch.history_type.tolist(), strict=True
+    ):
+        b, position = divmod(slot, width)
+        key = (b, int(batch.history_item[b, position]))
+        got_occurrences.setdefault(key, []).append((order, event_type))
+    assert {k: sorted(v) for k, v in got_occurrences.items()} == {
+        k: sorted(v) for k, v in occurrences.items()
+    }
+
+
+def test_history_bonus_starts_as_log_count_and_follows_the_prior(graph: TemporalGraph) -> None:
+    sessions, cut_ts = _some_samples(graph, 8, seed=3)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
+    batch = make_batch(graph, subgraph, cut_ts, 2, history_length=30)
+    model = DGSR(
+        graph.num_items, 8, 2, item_max_length=5, user_max_length=4, repeat_bonus=True, history_length=30
+    )
+    counts = torch.zeros(batch.history_item.numel()).index_add_(
+        0, batch.history_slot, torch.ones(len(batch.history_slot))
+    )
+    valid = batch.history_item >= 0
+    bonus = model.history_bonus(batch)
+    torch.testing.assert_close(bonus[valid], counts.view_as(bonus)[valid].log())
+    with torch.no_grad():
+        model.repeat_prior[0, 0, :] = 5.0  # the most recent occurrence dominates
+    bonus = model.history_bonus(batch)
+    most_recent = batch.history_slot[batch.history_order == 0]
+    assert (bonus.view(-1)[most_recent] > 4.9).all()

@@ -11,11 +11,15 @@ import torch
 
 from gnn_recsys.export.candidates import (
     CANDIDATE_SCHEMA,
+    TYPED_CANDIDATE_SCHEMA,
     as_candidates,
     candidates_frame,
     to_submission,
+    typed_candidates,
     write_submission,
 )
+
+CLICK, CART, ORDER = 0, 1, 2
 
 
 def test_candidates_frame_drops_padding_and_ranks_densely() -> None:
@@ -104,3 +108,94 @@ def test_empty_inputs_keep_the_schema() -> None:
     assert empty.schema == CANDIDATE_SCHEMA and empty.height == 0
     submission = to_submission(empty)
     assert submission.columns == ["session_type", "labels"] and submission.height == 0
+
+
+def test_candidates_frame_with_event_type_gives_a_typed_table() -> None:
+    frame = candidates_frame(np.array([4, 2]), np.array([[8, -1], [6, 7]]), None, "gnn", event_type=CART)
+    assert frame.schema == TYPED_CANDIDATE_SCHEMA
+    assert frame.columns == ["session", "type", "rank", "aid", "score", "model"]
+    assert frame.rows() == [
+        (4, CART, 1, 8, 2.0, "gnn"),
+        (2, CART, 1, 6, 2.0, "gnn"),
+        (2, CART, 2, 7, 1.0, "gnn"),
+    ]
+    for bad in (3, -1, True, "carts"):
+        with pytest.raises(ValueError, match="is not a type code"):
+            candidates_frame(np.array([1]), np.array([[1]]), None, "m", event_type=bad)
+
+
+def test_typed_candidates_concatenates_and_sorts() -> None:
+    orders = candidates_frame(np.array([9, 1]), np.array([[3, 4], [5, -1]]), None, "m")
+    clicks = candidates_frame(np.array([9]), np.array([[6, 7]]), None, "m", event_type=CLICK)
+    table = typed_candidates({ORDER: orders, CLICK: clicks})
+    assert table.schema == TYPED_CANDIDATE_SCHEMA
+    assert table.select("session", "type", "rank", "aid").rows() == [
+        (1, ORDER, 1, 5),
+        (9, CLICK, 1, 6),
+        (9, CLICK, 2, 7),
+        (9, ORDER, 1, 3),
+        (9, ORDER, 2, 4),
+    ]
+    assert typed_candidates({}).schema == TYPED_CANDIDATE_SCHEMA
+    with pytest.raises(
+        ValueError, match=r"typed_candidates\[1\]: row 0, field 'type': 0 in the frame given for type 1"
+    ):
+        typed_candidates({CART: clicks})
+    with pytest.raises(ValueError, match="event type 7 is not a type code"):
+        typed_candidates({7: orders})
+
+
+def make_typed(lists_by_type: dict[int, dict[int, list[int]]], model: str = "m") -> pl.DataFrame:
+    return typed_candidates({code: make_candidates(lists, model) for code, lists in lists_by_type.items()})
+
+
+def test_to_submission_uses_each_types_list() -> None:
+    typed = make_typed(
+        {
+            ORDER: {3: [30, 31], 10: [1, 2, 3, 4]},
+            CLICK: {10: [7, 7, 8], 3: [9]},  # duplicate 7 in one list counts once
+            CART: {10: [7, 5]},  # the same aid in another type's list is kept there
+        }
+    ).reverse()
+    submission = to_submission(typed, k=3)
+    assert submission.rows() == [
+        ("3_clicks", "9"),
+        ("3_carts", ""),  # no carts list for session 3: empty labels
+        ("3_orders", "30 31"),
+        ("10_clicks", "7 8"),
+        ("10_carts", "7 5"),
+        ("10_orders", "1 2 3"),
+    ]
+
+
+def test_to_submission_typed_with_one_list_copied_matches_untyped() -> None:
+    lists = {10: [5, 6], 9: list(range(100, 125)), 0: [0, 3, 0]}
+    typed = make_typed({code: lists for code in (CLICK, CART, ORDER)})
+    assert to_submission(typed).rows() == to_submission(make_candidates(lists)).rows()
+
+
+def test_write_submission_typed_csv(tmp_path: Path) -> None:
+    path = tmp_path / "submission.csv"
+    write_submission(make_typed({CLICK: {12: [3, 1]}, ORDER: {12: [2]}}), path)
+    assert path.read_text().splitlines() == [
+        "session_type,labels",
+        "12_clicks,3 1",
+        '12_carts,""',
+        "12_orders,2",
+    ]
+
+
+def test_as_candidates_typed_validation() -> None:
+    good = make_typed({CLICK: {1: [1, 2]}, CART: {1: [3]}})
+    wide = good.with_columns(pl.col("type").cast(pl.Int64)).select(
+        "model", "aid", "session", "type", "rank", "score"
+    )
+    assert as_candidates(wide).schema == TYPED_CANDIDATE_SCHEMA
+    with pytest.raises(ValueError, match="row 2, field 'type': null in a typed table"):
+        as_candidates(good.with_columns(pl.Series("type", [0, 0, None], dtype=pl.Int8)))
+    with pytest.raises(ValueError, match="row 1, field 'type': unknown event type code 3"):
+        as_candidates(good.with_columns(pl.Series("type", [0, 3, 1], dtype=pl.Int8)))
+    with pytest.raises(ValueError, match="row 0, field 'type': 300 does not fit Int8"):
+        as_candidates(good.with_columns(pl.Series("type", [300, 0, 1], dtype=pl.Int64)))
+    with pytest.raises(ValueError, match="row 1, field 'type'"):
+        to_submission(good.with_columns(pl.Series("type", [0, None, 1], dtype=pl.Int8)))

@@ -46,7 +46,9 @@ def test_accidental_hits_are_masked() -> None:
     query, target, items = _data()
     others = torch.tensor([i for i in range(30) if i not in set(target.tolist())])
     log_q = torch.linspace(-3, -1, 30)
-    with_hits = sampled_softmax_loss(query, target, items, torch.arange(30), log_q, torch.zeros(7))
+    with_hits = sampled_softmax_loss(
+        query, target, items, torch.arange(30), log_q, target_log_q=torch.zeros(7)
+    )
     # Reference: per row, the positive against all candidates except the row's own target.
     rows = []
     for b in range(7):
@@ -110,6 +112,18 @@ def test_gradients_reach_query_and_item_embeddings() -> None:
     assert items.grad[target].abs().sum() > 0
 
 
+def test_sparse_gradient_equals_the_dense_one() -> None:
+    query, target, items = _data()
+    grads = []
+    for sparse in (False, True):
+        table = items.clone().requires_grad_(True)
+        loss_fn = SampledSoftmaxLoss(np.arange(1, 31), num_negatives=8, sparse=sparse)
+        loss_fn(query, target, table, torch.Generator().manual_seed(0)).backward()
+        grads.append(table.grad)
+    assert not grads[0].is_sparse and grads[1].is_sparse
+    torch.testing.assert_close(grads[1].to_dense(), grads[0])
+
+
 def test_make_loss_and_bad_arguments() -> None:
     assert isinstance(make_loss("full", np.ones(3)), FullSoftmaxLoss)
     assert isinstance(make_loss("sampled", np.ones(3), num_negatives=2), SampledSoftmaxLoss)
@@ -119,3 +133,28 @@ def test_make_loss_and_bad_arguments() -> None:
         SampledSoftmaxLoss(np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="in-batch"):
         SampledSoftmaxLoss(np.ones(3), num_negatives=0, in_batch=False)
+
+
+def test_history_bonus_sampled_over_every_item_equals_the_full_softmax_with_bonus() -> None:
+    """History items enter the softmax exactly once with their bonus, whether or not they were sampled."""
+    torch.manual_seed(3)
+    n, d = 40, 8
+    query, items = torch.randn(5, d), torch.randn(n, d)
+    target = torch.tensor([3, 17, 17, 0, 39])
+    history_items = torch.tensor([[3, 5, -1], [1, 2, 17], [-1, -1, -1], [39, 0, 12], [7, -1, -1]])
+    bonus = torch.randn(5, 3)
+    history = (history_items, bonus)
+    want = full_softmax_loss(query, target, items, history)
+    every_item = torch.arange(n)
+    got = sampled_softmax_loss(query, target, items, every_item, torch.zeros(n), history=history)
+    torch.testing.assert_close(got, want)
+    # the bonus matters: without it the loss differs
+    assert not torch.isclose(want, full_softmax_loss(query, target, items))
+    # by hand for row 0: the target (3) has bonus[0, 0], item 5 bonus[0, 1], every other item none
+    logits = query[0] @ items.T
+    logits[3] += bonus[0, 0]
+    logits[5] += bonus[0, 1]
+    row0 = F.cross_entropy(logits.unsqueeze(0), target[:1])
+    torch.testing.assert_close(
+        full_softmax_loss(query[:1], target[:1], items, (history_items[:1], bonus[:1])), row0
+    )

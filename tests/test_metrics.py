@@ -221,3 +221,112 @@ def test_ranking_metrics_look_beyond_the_recall_cut() -> None:
     assert result["hr@50"] == 1.0
     assert result["mrr@50"] == pytest.approx((1 / 30 + 1.0) / 2)
     assert result["ndcg@50"] == pytest.approx((1 / math.log2(31) + 1.0) / 2)
+
+
+def typed_frame(lists_by_type: dict[int, dict[int, list[int]]], model: str = "m") -> pl.DataFrame:
+    """A typed candidates table: one ranked list per (session, type)."""
+    parts = [
+        candidates_frame(lists, model).with_columns(pl.lit(code, pl.Int8).alias("type"))
+        for code, lists in lists_by_type.items()
+    ]
+    return pl.concat(parts).select("session", "type", "rank", "aid", "score", "model")
+
+
+TYPED_LABELS = labels_frame(
+    [
+        (1, CLICK, 10), (1, CART, 20), (1, CART, 21), (1, ORDER, 30),
+        (2, CLICK, 11), (2, CART, 40),
+        (3, ORDER, 50), (3, ORDER, 51),
+        (4, CLICK, 99),  # no candidates at all
+        (5, CART, 60),  # only a clicks list, which holds the cart
+    ]
+)  # fmt: skip
+TYPED_CLICK_LISTS = {1: [10, 20, 30], 2: [40, 11], 5: [60]}
+TYPED_CANDIDATES = typed_frame(
+    {
+        CLICK: TYPED_CLICK_LISTS,
+        CART: {1: [21, 20, 6], 2: [11, 41]},  # 11 (the next click) at rank 1 of s2's carts list
+        ORDER: {1: [30, 8, 9], 3: [50, 1, 51]},
+    }
+)
+
+
+def test_typed_candidates_score_each_type_against_its_own_list() -> None:
+    typed = evaluate(TYPED_CANDIDATES, TYPED_LABELS, k=3, ks=(1, 3))
+    # clicks (clicks lists): s1 10 at rank 1, s2 11 at rank 2, s4 nothing -> 2 / 3
+    assert typed["recall@3_clicks"] == pytest.approx(2 / 3)
+    # carts (carts lists): s1 {20, 21} both -> 2 / 2; s2 {40} not in [11, 41] -> 0 / 1;
+    # s5 has no carts list -> 0 / 1 (its clicks list holding 60 does not count)  => 2 / 4
+    assert typed["recall@3_carts"] == pytest.approx(2 / 4)
+    # orders (orders lists): s1 {30} -> 1 / 1; s3 {50, 51} -> 2 / 2  => 3 / 3
+    assert typed["recall@3_orders"] == pytest.approx(1.0)
+    assert typed["score"] == pytest.approx(0.1 * 2 / 3 + 0.3 * 0.5 + 0.6 * 1.0)
+    # Next click from the clicks list only: s2's 11 is rank 2 there, though rank 1 in its carts list.
+    assert typed["hr@1"] == pytest.approx(1 / 3)
+    assert typed["mrr@1"] == pytest.approx(1 / 3)
+    assert typed["hr@3"] == pytest.approx(2 / 3)
+    assert typed["mrr@3"] == pytest.approx((1 + 1 / 2) / 3)
+    assert typed["ndcg@3"] == pytest.approx((1 + 1 / math.log2(3)) / 3)
+    assert typed["n_sessions"] == 5
+    assert typed["n_sessions_without_candidates"] == 1  # s4; s3 and s5 each have some list
+
+    # The untyped path with the clicks lists serving all types gives different recalls.
+    untyped = evaluate(candidates_frame(TYPED_CLICK_LISTS), TYPED_LABELS, k=3, ks=(1, 3))
+    assert untyped["recall@3_clicks"] == pytest.approx(2 / 3)
+    # carts: s1 {20} -> 1; s2 {40} -> 1; s5 {60} -> 1  => 3 / 4
+    assert untyped["recall@3_carts"] == pytest.approx(3 / 4)
+    # orders: s1 {30} -> 1; s3 has no list -> 0  => 1 / 3
+    assert untyped["recall@3_orders"] == pytest.approx(1 / 3)
+    assert untyped["n_sessions_without_candidates"] == 2  # s3, s4
+
+
+def test_typed_table_with_one_list_copied_per_type_matches_untyped() -> None:
+    lists = {1: [20, 10, 30, 21], 2: [1000, 1000, 11, 1001], 3: [40, 7, 41], 4: [5]}
+    typed = typed_frame({code: lists for code in (CLICK, CART, ORDER)})
+    assert evaluate(typed, HAND_LABELS, k=3, ks=(1, 3)) == evaluate(
+        candidates_frame(lists), HAND_LABELS, k=3, ks=(1, 3)
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_typed_matches_official_reference_per_type(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lists_by_type = {
+        code: {
+            s: rng.integers(0, 40, size=int(rng.integers(1, 30))).tolist()
+            for s in range(200)
+            if rng.random() < 0.7
+        }
+        for code in (CLICK, CART, ORDER)
+    }
+    label_rows = []
+    for s in range(220):
+        if rng.random() < 0.8:
+            label_rows.append((s, CLICK, int(rng.integers(0, 40))))
+        for event_type in (CART, ORDER):
+            if rng.random() < 0.5:
+                label_rows.extend(
+                    (s, event_type, int(a)) for a in rng.integers(0, 40, size=rng.integers(1, 25))
+                )
+    result = evaluate(typed_frame(lists_by_type), labels_frame(label_rows))
+    for code, name in ((CLICK, "clicks"), (CART, "carts"), (ORDER, "orders")):
+        expected = official_reference(lists_by_type[code], label_rows, k=20)[name]
+        assert result[f"recall@20_{name}"] == pytest.approx(expected)
+
+
+def test_typed_candidates_validation() -> None:
+    null_type = TYPED_CANDIDATES.with_columns(
+        pl.when(pl.col("session") == 2).then(None).otherwise(pl.col("type")).alias("type")
+    )
+    first_null = int(null_type["type"].is_null().arg_true()[0])
+    with pytest.raises(ValueError, match=rf"row {first_null}, field 'type': null in a typed table"):
+        evaluate(null_type, TYPED_LABELS)
+    bad_code = TYPED_CANDIDATES.with_columns(pl.Series("type", [5] + [0] * (TYPED_CANDIDATES.height - 1)))
+    with pytest.raises(ValueError, match="row 0, field 'type': unknown event type code 5"):
+        evaluate(bad_code, TYPED_LABELS)
+    text_type = TYPED_CANDIDATES.with_columns(pl.lit("clicks").alias("type"))
+    with pytest.raises(ValueError, match="row 0, field 'type': unknown event type code 'clicks'"):
+        evaluate(text_type, TYPED_LABELS)
+    two_models = pl.concat([TYPED_CANDIDATES, TYPED_CANDIDATES.with_columns(pl.lit("x").alias("model"))])
+    with pytest.raises(ValueError, match="several models"):
+        evaluate(two_models, TYPED_LABELS)

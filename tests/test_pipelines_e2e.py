@@ -61,3 +61,59 @@ def test_covisitation_otto_end_to_end(kedro_project: Path) -> None:
     assert metrics["metrics.covisitation.score"] == pytest.approx(models["covisitation"]["score"])
     assert "metrics.popularity.recall_at_20_orders" in metrics
     assert metrics["ingestion.train.ingest_sessions"] == 1500
+
+
+TINY_DGSR = {
+    **TINY_DATA,
+    "dgsr": {
+        "train": {
+            "embedding_dim": 16,
+            "item_max_length": 8,
+            "user_max_length": 4,
+            "batch_size": 256,
+            "num_negatives": 128,
+            "epochs": 2,
+            "lr": 0.01,
+            "progress": False,
+        },
+        "inference": {"batch_size": 256},
+    },
+}
+
+
+@pytest.mark.slow
+def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
+    _run(kedro_project, "dgsr_otto", TINY_DGSR)
+
+    data = kedro_project / "data"
+    models = json.loads((data / "08_reporting" / "metrics.json").read_text())["models"]
+    assert set(models) == {"popularity", "covisitation", "dgsr"}
+    # Two epochs of a 16-dim model on 1.5k sessions already learn far more than popularity.
+    assert models["dgsr"]["score"] > models["popularity"]["score"]
+
+    candidates = pl.read_parquet(data / "07_model_output" / "candidates_dgsr.parquet")
+    assert candidates.columns == ["session", "type", "rank", "aid", "score", "model"]
+    assert sorted(candidates["type"].unique().to_list()) == [0, 1, 2]
+    labels = pl.read_parquet(data / "03_primary" / "local_test_labels.parquet")
+    assert set(labels["session"].unique()) <= set(candidates["session"].unique())
+    submission = pl.read_csv(data / "07_model_output" / "submission_dgsr.csv")
+    test_sessions = pl.read_parquet(data / "02_intermediate" / "test_events.parquet")["session"].n_unique()
+    assert submission.height == 3 * test_sessions
+    assert (data / "06_models" / "dgsr_model.pt").exists()
+    history = json.loads((data / "08_reporting" / "dgsr_training_history.json").read_text())
+    assert [epoch["epoch"] for epoch in history["epochs"]] == [1, 2]
+
+    run = _only_run(kedro_project)
+    client = mlflow.MlflowClient()
+    assert run.data.params["dgsr.train.embedding_dim"] == "16"
+    assert run.data.metrics["metrics.dgsr.score"] == pytest.approx(models["dgsr"]["score"])
+    curve = client.get_metric_history(run.info.run_id, "dgsr.train_loss")
+    assert [m.step for m in curve] == [1, 2]
+    assert "local_graph.num_events" in run.data.metrics
+    # the trained model is a loadable MLflow model that recommends for new session events
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/dgsr_model")
+    events = pl.read_parquet(data / "02_intermediate" / "test_events.parquet").head(30)
+    events = events.with_columns(pl.col("type").cast(pl.Int32)).to_pandas()
+    predicted = model.predict(events, params={"k": 5, "event_type": "orders"})
+    assert set(predicted["session"]) == set(events["session"])
+    assert (predicted.groupby("session").size() == 5).all()

@@ -16,6 +16,7 @@ from gnn_recsys.graph.sampler import (
     SubgraphBatch,
     TemporalSubgraphSampler,
     context_events,
+    future_target_samples,
     inference_samples,
     training_samples,
 )
@@ -32,7 +33,11 @@ def random_graph(seed: int, n_sessions: int = 30, n_items: int = 12, max_len: in
     aid = (rng.zipf(1.5, lengths.sum()) % n_items) * 7 + 100
     starts = rng.integers(0, 40, n_sessions) * 1000  # coarse start times: ties across sessions
     gaps = rng.choice([0, 0, 1000, 2000], lengths.sum())
-    ts = T0 + np.repeat(starts, lengths) + np.concatenate([np.cumsum(g) for g in np.split(gaps, np.cumsum(lengths)[:-1])])
+    ts = (
+        T0
+        + np.repeat(starts, lengths)
+        + np.concatenate([np.cumsum(g) for g in np.split(gaps, np.cumsum(lengths)[:-1])])
+    )
     events = pl.DataFrame(
         {"session": session, "aid": aid, "ts": ts, "type": rng.integers(0, 3, lengths.sum())},
         schema={"session": pl.Int32, "aid": pl.Int32, "ts": pl.Int64, "type": pl.Int8},
@@ -57,7 +62,7 @@ def some_samples(graph: TemporalGraph, seed: int, n: int = 40) -> tuple[np.ndarr
 
 
 # ---------------------------------------------------------------------- reference
-def reference_subgraphs(graph, sessions, cuts, item_max_length, user_max_length, k_hop, window=None):
+def reference_subgraphs(graph, sessions, cuts, *, item_max_length, user_max_length, k_hop, window=None):
     """Per sample: mask the whole edge list by time, sort each node's edges, take the last k.
 
     Returns the set of (sample, hop, path of orders, node, event, ts, context) -- context is a tuple
@@ -104,9 +109,18 @@ def as_tuples(batch: SubgraphBatch) -> set:
         order = np.asarray(hop.order).tolist()
         new_paths = [(*paths[p], o) for p, o in zip(parent, order, strict=True)]
         new_samples = [samples[p] for p in parent]
-        context = [None] * len(parent) if hop.context is None else [tuple(c) for c in np.asarray(hop.context).tolist()]
+        context = (
+            [None] * len(parent)
+            if hop.context is None
+            else [tuple(c) for c in np.asarray(hop.context).tolist()]
+        )
         for i, (node, event, ts) in enumerate(
-            zip(np.asarray(hop.node).tolist(), np.asarray(hop.event).tolist(), np.asarray(hop.ts).tolist(), strict=True)
+            zip(
+                np.asarray(hop.node).tolist(),
+                np.asarray(hop.event).tolist(),
+                np.asarray(hop.ts).tolist(),
+                strict=True,
+            )
         ):
             out.add((new_samples[i], hop_number, new_paths[i], node, event, ts, context[i]))
         paths, samples = new_paths, new_samples
@@ -145,7 +159,15 @@ def test_sampler_equals_per_sample_masking_reference(seed, k_hop, item_max_lengt
     sampler = TemporalSubgraphSampler(graph, item_max_length, user_max_length, k_hop, context_window=window)
     batch = sampler.sample(sessions, cuts)
     check_structure(batch, graph)
-    expected = reference_subgraphs(graph, sessions, cuts, item_max_length, user_max_length, k_hop, window)
+    expected = reference_subgraphs(
+        graph,
+        sessions,
+        cuts,
+        item_max_length=item_max_length,
+        user_max_length=user_max_length,
+        k_hop=k_hop,
+        window=window,
+    )
     got = as_tuples(batch)
     assert got == expected
     assert batch.num_edges == len(expected)
@@ -170,7 +192,9 @@ def test_long_segments_exercise_galloping_search() -> None:
     sampler = TemporalSubgraphSampler(graph, 6, 300, 2, context_window=(3, 3))
     batch = sampler.sample(sessions, cuts)
     check_structure(batch, graph)
-    assert as_tuples(batch) == reference_subgraphs(graph, sessions, cuts, 6, 300, 2, (3, 3))
+    assert as_tuples(batch) == reference_subgraphs(
+        graph, sessions, cuts, item_max_length=6, user_max_length=300, k_hop=2, window=(3, 3)
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -187,8 +211,10 @@ def test_property_no_leak_and_valid_parents(seed, k_hop, item_max_length, user_m
     batch = TemporalSubgraphSampler(graph, item_max_length, user_max_length, k_hop).sample(sessions, cuts)
     check_structure(batch, graph)
     hop_sizes = [len(hop) for hop in batch.hops]
-    assert all(size <= batch.batch_size * item_max_length ** ((h + 2) // 2) * user_max_length ** ((h + 1) // 2)
-               for h, size in enumerate(hop_sizes))
+    assert all(
+        size <= batch.batch_size * item_max_length ** ((h + 2) // 2) * user_max_length ** ((h + 1) // 2)
+        for h, size in enumerate(hop_sizes)
+    )
 
 
 def test_context_window_alone_and_after_the_fact() -> None:
@@ -289,4 +315,34 @@ def test_inference_samples_cut_after_the_last_event() -> None:
     assert got_sessions.tolist() == [2, 0, 7]
     assert cuts.tolist() == [int(graph.ev_ts[graph.session_ptr[s + 1] - 1]) + 1 for s in sessions]
     batch = TemporalSubgraphSampler(graph, 50, 50, 1).sample(got_sessions, cuts)
-    assert np.bincount(batch.hops[0].parent, minlength=3).tolist() == np.diff(graph.session_ptr)[sessions].tolist()
+    assert (
+        np.bincount(batch.hops[0].parent, minlength=3).tolist()
+        == np.diff(graph.session_ptr)[sessions].tolist()
+    )
+
+
+def test_future_target_samples_cut_each_cart_and_order_at_a_random_earlier_point() -> None:
+    graph = random_graph(5, n_sessions=60, max_len=12)
+    ev_session, ev_ts, ev_type = graph.ev_session(), np.asarray(graph.ev_ts), np.asarray(graph.ev_type)
+    start = np.asarray(graph.session_ptr)[:-1]
+    cut, target = future_target_samples(graph, (1, 2), seed=3)
+    assert len(cut) > 0
+    assert set(np.unique(ev_type[target])) <= {1, 2}
+    assert np.array_equal(ev_session[cut], ev_session[target])  # same session
+    assert (cut <= target).all()  # the target is never in the cut's strict prefix
+    assert (ev_ts[cut] > ev_ts[start[ev_session[cut]]]).all()  # the prefix is never empty
+    # every cart/order with a possible cut gets exactly one sample
+    wanted = [
+        e
+        for e in np.flatnonzero(np.isin(ev_type, [1, 2]))
+        if any(ev_ts[c] > ev_ts[start[ev_session[e]]] for c in range(start[ev_session[e]] + 1, e + 1))
+    ]
+    assert sorted(target.tolist()) == wanted
+    again, _ = future_target_samples(graph, (1, 2), seed=3)
+    assert np.array_equal(again, cut)
+    # cuts spread over the whole prefix, not only the event right before the target
+    many = np.concatenate([future_target_samples(graph, (1, 2), seed=s)[0] for s in range(30)])
+    targets = np.concatenate([future_target_samples(graph, (1, 2), seed=s)[1] for s in range(30)])
+    assert (targets - many > 1).mean() > 0.3
+    only_orders, order_targets = future_target_samples(graph, (2,), sessions=np.arange(10), seed=1)
+    assert (ev_type[order_targets] == 2).all() and (ev_session[order_targets] < 10).all()

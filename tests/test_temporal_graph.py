@@ -130,10 +130,14 @@ def test_bad_event_tables_are_rejected_with_the_field() -> None:
     events = random_events(5)
     with pytest.raises(ValueError, match="'aid'"):
         build_temporal_graph(events.drop("aid"))
-    with_null = events.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("ts")).alias("ts"))
+    with_null = events.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("ts")).alias("ts")
+    )
     with pytest.raises(ValueError, match=r"'ts'.*row 3"):
         build_temporal_graph(with_null)
-    bad_type = events.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(7).otherwise(pl.col("type")).alias("type"))
+    bad_type = events.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(7).otherwise(pl.col("type")).alias("type")
+    )
     with pytest.raises(ValueError, match=r"'type'.*7.*row 2"):
         build_temporal_graph(bad_type)
 
@@ -142,7 +146,9 @@ def test_lookups_map_ids_and_reject_unknown() -> None:
     graph = build_temporal_graph(random_events(6))
     order = np.random.default_rng(1).permutation(graph.num_items)
     assert np.array_equal(graph.aid_to_index(graph.item_aid[order]), order)
-    assert np.array_equal(graph.session_to_index(pl.Series(graph.session_id[::-1])), np.arange(graph.num_sessions)[::-1])
+    assert np.array_equal(
+        graph.session_to_index(pl.Series(graph.session_id[::-1])), np.arange(graph.num_sessions)[::-1]
+    )
     with pytest.raises(KeyError, match="1234567"):
         graph.aid_to_index([int(graph.item_aid[0]), 1_234_567])
     assert graph.session_to_index([-5], missing=-1).tolist() == [-1]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -17,10 +18,10 @@ import polars as pl
 import pytest
 import torch
 
-from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
-from gnn_recsys.graph.sampler import TemporalSubgraphSampler, training_samples
-from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.graph.sampler import TemporalSubgraphSampler
+from gnn_recsys.graph.temporal_graph import TemporalGraph
 from gnn_recsys.models.dgsr import make_batch
+from gnn_recsys.models.loss import add_history_bonus
 from gnn_recsys.models.mlflow_model import DGSRPyfunc, append_sessions, log_dgsr_model
 from gnn_recsys.training.config import TrainConfig
 from gnn_recsys.training.trainer import (
@@ -54,12 +55,28 @@ def tiny_data():
 TINY = TrainConfig(embedding_dim=16, item_max_length=6, user_max_length=4, batch_size=256, num_negatives=32,
                    epochs=3, patience=5, lr=1e-2, progress=False, seed=7)
 """
-exec(DATA_CODE)  # the SIGKILL test's child process runs the very same code
+_namespace: dict = {}
+exec(DATA_CODE, _namespace)  # the SIGKILL test's child process runs the very same code
+tiny_data = _namespace["tiny_data"]
+TINY: TrainConfig = _namespace["TINY"]
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[pl.DataFrame, TemporalGraph, SampleSet, SampleSet]:
-    return tiny_data()  # type: ignore[name-defined]  # noqa: F821
+    return tiny_data()
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Bit-identical CPU results need the same thread count in every compared run (matmul splits)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _curve(history: list[dict[str, float]]) -> list[tuple[float, float, float]]:
+    return [(h["epoch"], h["train_loss"], h.get("val_recall@20", -1.0)) for h in history]
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -76,9 +93,9 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
     _, graph, train, val = data
     seen: list[tuple[int, dict[str, float]]] = []
-    first = train_dgsr(graph, train, val, TINY, on_epoch_end=lambda e, m: seen.append((e, m)))  # noqa: F821
-    second = train_dgsr(graph, train, val, TINY.with_(num_workers=1))  # noqa: F821
-    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+    first = train_dgsr(graph, train, val, TINY, on_epoch_end=lambda e, m: seen.append((e, m)))
+    second = train_dgsr(graph, train, val, TINY.with_(num_workers=1))
+    assert _curve(first.history) == _curve(second.history)
     _assert_same_weights(first.model, second.model)
 
     assert [e for e, _ in seen] == [1, 2, 3]
@@ -94,34 +111,48 @@ def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
 
 def test_early_stopping_keeps_the_best_epoch(data) -> None:
     _, graph, train, val = data
-    frozen = TINY.with_(lr=0.0, epochs=6, patience=2)  # noqa: F821  # nothing changes: no epoch improves
+    frozen = TINY.with_(lr=0.0, epochs=6, patience=2)  # nothing changes: no epoch improves
     result = train_dgsr(graph, train, val, frozen)
     assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
     assert result.stopped_early and result.best_epoch == 1
 
 
-def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path, sparse: bool) -> None:
     _, graph, train, val = data
-    two = train_dgsr(graph, train, val, TINY.with_(epochs=2), tmp_path / "a")  # noqa: F821
+    base = TINY.with_(sparse_embedding=sparse)
+    two = train_dgsr(graph, train, val, base.with_(epochs=2), tmp_path / "a")
     assert two.start_epoch == 1 and len(two.history) == 2
     resumed_epochs: list[int] = []
     resumed = train_dgsr(
-        graph, train, val, TINY.with_(epochs=3), tmp_path / "a", on_epoch_end=lambda e, m: resumed_epochs.append(e)  # noqa: F821
+        graph,
+        train,
+        val,
+        base.with_(epochs=3),
+        tmp_path / "a",
+        on_epoch_end=lambda e, m: resumed_epochs.append(e),
     )
-    straight = train_dgsr(graph, train, val, TINY.with_(epochs=3), tmp_path / "b")  # noqa: F821
+    straight = train_dgsr(graph, train, val, base.with_(epochs=3), tmp_path / "b")
     assert resumed.start_epoch == 3 and resumed_epochs == [3]
-    assert resumed.history == straight.history[:2] + [resumed.history[2]]
-    assert resumed.history[2]["train_loss"] == straight.history[2]["train_loss"]
+    assert _curve(resumed.history) == _curve(straight.history)
     _assert_same_weights(resumed.model, straight.model)
     last_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=False)["model"]
     last_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
 
 
+def test_sparse_embedding_training_learns_too(data) -> None:
+    _, graph, train, val = data
+    result = train_dgsr(graph, train, val, TINY.with_(sparse_embedding=True))
+    popular = np.argsort(-np.bincount(train.target, minlength=graph.num_items))[:20]
+    assert result.best_metric is not None and result.best_metric > np.isin(val.target, popular).mean() + 0.1
+    assert result.model.item_embedding.sparse
+
+
 def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path: Path) -> None:
     _, graph, train, val = data
-    train_dgsr(graph, train, val, TINY.with_(epochs=1), tmp_path)  # noqa: F821
-    other = train_dgsr(graph, train, val, TINY.with_(epochs=1, lr=1e-3), tmp_path)  # noqa: F821
+    train_dgsr(graph, train, val, TINY.with_(epochs=1), tmp_path)
+    other = train_dgsr(graph, train, val, TINY.with_(epochs=1, lr=1e-3), tmp_path)
     assert other.start_epoch == 1 and len(other.history) == 1
 
 
@@ -168,10 +199,10 @@ def test_sigkill_mid_epoch_two_then_resume(data, tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [CHECKPOINT_FILE]  # no torn temp file
 
-    resumed = train_dgsr(graph, train, val, TINY, tmp_path / "ckpt")  # noqa: F821
-    straight = train_dgsr(graph, train, val, TINY)  # noqa: F821
+    resumed = train_dgsr(graph, train, val, TINY, tmp_path / "ckpt")
+    straight = train_dgsr(graph, train, val, TINY)
     assert resumed.start_epoch == 2
-    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert _curve(resumed.history) == _curve(straight.history)
     _assert_same_weights(resumed.model, straight.model)
 
 
@@ -188,14 +219,21 @@ def test_topk_blocked_equals_full_topk() -> None:
 
 def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None:
     _, graph, train, val = data
-    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model  # noqa: F821
+    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model
     sessions = np.array([3, 0, 17, 42])
     aids, scores = recommend(model, graph, sessions, k=12, batch_size=3, block_size=7)
     # Reference: full score matrix of representations at cut = last ts + 1.
     cut = graph.ev_ts[graph.session_ptr[sessions + 1] - 1] + 1
     subgraph = TemporalSubgraphSampler(graph, 6, 4, 2).sample(sessions, cut)
     with torch.no_grad():
-        full = model.score_all(model(make_batch(graph, subgraph, cut, 2)))
+        batch = make_batch(graph, subgraph, cut, 2, history_length=model.history_length)
+        full = model.score_all(model(batch))
+        # the repeat bonus of each session's own earlier items, added densely
+        bonus = model.history_bonus(batch)
+        rows = torch.arange(len(sessions)).unsqueeze(1).expand_as(batch.history_item)
+        valid = batch.history_item >= 0
+        assert valid.any() and bonus is not None
+        full[rows[valid], batch.history_item[valid]] += bonus[valid]
     want_score, want_index = torch.topk(full, 12, dim=1)
     np.testing.assert_allclose(scores, want_score.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(aids, graph.item_aid[want_index.numpy()])
@@ -205,13 +243,17 @@ def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None
 
 def test_recall_at_k_counts_targets_in_the_top_k(data) -> None:
     _, graph, train, val = data
-    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model  # noqa: F821
+    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model
     sampler = TemporalSubgraphSampler(graph, 6, 4, 2)
     few = val.subset(slice(0, 40))
     recall = recall_at_k(model, graph, few, sampler, context_window=(2, 2), k=20, batch_size=16)
     subgraph = sampler.sample(few.session, few.cut_ts)
     with torch.no_grad():
-        top = torch.topk(model.score_all(model(make_batch(graph, subgraph, few.cut_ts, 2))), 20).indices.numpy()
+        batch = make_batch(graph, subgraph, few.cut_ts, 2, history_length=model.history_length)
+        scores = add_history_bonus(
+            model.score_all(model(batch)), (batch.history_item, model.history_bonus(batch))
+        )
+        top = torch.topk(scores, 20).indices.numpy()
     assert recall == pytest.approx(np.mean([t in row for t, row in zip(few.target, top, strict=True)]))
     assert recall_at_k(model, graph, val.subset(slice(0, 0)), sampler, context_window=(2, 2)) != recall  # nan
 
@@ -220,18 +262,19 @@ def test_bad_samples_are_rejected_with_row_and_field(data) -> None:
     _, graph, train, val = data
     bad = SampleSet(train.session[:5], train.cut_ts[:5], np.array([0, 1, graph.num_items, 2, 3]))
     with pytest.raises(ValueError, match=r"train_samples: row 2 field 'target'"):
-        train_dgsr(graph, bad, val, TINY)  # noqa: F821
+        train_dgsr(graph, bad, val, TINY)
 
 
-def test_mlflow_pyfunc_round_trip(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_pyfunc_round_trip(data, tmp_path: Path) -> None:
     events, graph, train, val = data
-    config = TINY.with_(epochs=1, top_k=7)  # noqa: F821
+    config = TINY.with_(epochs=1, top_k=7)
     model = train_dgsr(graph, train, None, config).model
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    mlflow.set_experiment(experiment_name="dgsr-test")
     try:
-        with mlflow.start_run():
+        experiment = mlflow.create_experiment(
+            "dgsr-test", artifact_location=(tmp_path / "artifacts").as_uri()
+        )
+        with mlflow.start_run(experiment_id=experiment):
             info = log_dgsr_model(model, graph, config, artifact_path="dgsr")
         loaded = mlflow.pyfunc.load_model(info.model_uri)
     finally:
@@ -242,9 +285,12 @@ def test_mlflow_pyfunc_round_trip(data, tmp_path: Path, monkeypatch: pytest.Monk
     request = pd.concat(
         [
             first.with_columns(session=pl.lit(9_000_001, pl.Int32)).to_pandas(),
-            pd.DataFrame({"session": [555, 555], "aid": [int(graph.item_aid[3]), 10**6], "ts": [5, 6], "type": [0, 0]}),
+            pd.DataFrame(
+                {"session": [555, 555], "aid": [int(graph.item_aid[3]), 10**6], "ts": [5, 6], "type": [0, 0]}
+            ),
         ]
     )
+    request = request.astype({"session": "int32", "aid": "int32", "ts": "int64", "type": "int32"})
     out = loaded.predict(request)
     assert list(out.columns) == ["session", "rank", "aid", "score"]
     assert sorted(out["session"].unique()) == [555, 9_000_001]
@@ -253,8 +299,40 @@ def test_mlflow_pyfunc_round_trip(data, tmp_path: Path, monkeypatch: pytest.Monk
 
     # Same answer as the in-memory model on the same appended graph.
     appended, ids, indices = append_sessions(graph, pl.from_pandas(request))
-    aids, scores = recommend(model, appended, indices, k=7)
+    aids, scores = recommend(model, appended, indices, k=7, event_type=0)  # clicks by default
     got = out.sort_values(["session", "rank"])
     np.testing.assert_array_equal(got["aid"].to_numpy().reshape(2, 7), aids)
     np.testing.assert_allclose(got["score"].to_numpy().reshape(2, 7), scores, rtol=1e-5)
+    orders = loaded.predict(request, params={"k": 3, "event_type": "orders"}).sort_values(["session", "rank"])
+    order_aids, _ = recommend(model, appended, indices, k=3, event_type=2)
+    np.testing.assert_array_equal(orders["aid"].to_numpy().reshape(2, 3), order_aids)
     assert DGSRPyfunc is type(loaded.unwrap_python_model())
+
+
+def test_type_heads_start_shared_and_learn_type_specific_lists(data) -> None:
+    """Typed samples train one head per event type; inference then gives three different lists."""
+    events, graph, train, val = data
+    from gnn_recsys.graph.sampler import training_sample_events  # noqa: PLC0415
+    from gnn_recsys.training.trainer import build_model, recommend_by_type  # noqa: PLC0415
+
+    untrained = build_model(graph.num_items, TINY)
+    reps = torch.randn(4, TINY.embedding_dim)
+    for event_type in range(3):  # zero-initialised heads: every type starts from the shared representation
+        assert torch.equal(untrained.typed(reps, event_type), reps)
+
+    typed = SampleSet.from_events(graph, training_sample_events(graph))
+    assert np.array_equal(typed.target_type, np.asarray(graph.ev_type)[training_sample_events(graph)])
+    assert set(np.unique(typed.target_type)) == {0, 1, 2}
+    result = train_dgsr(graph, typed, None, TINY.with_(epochs=2))
+    heads = result.model.type_head.weight.detach().view(3, TINY.embedding_dim, TINY.embedding_dim)
+    assert heads.abs().sum() > 0
+    assert not torch.allclose(heads[0], heads[2])
+
+    sessions = np.arange(20)
+    lists = recommend_by_type(result.model, graph, sessions, k=10, event_types=(0, 1, 2, None))
+    assert all(lists[t][0].shape == (20, 10) for t in lists)
+    assert not np.array_equal(lists[0][0], lists[2][0])
+    shared, _ = recommend(result.model, graph, sessions, k=10)
+    assert np.array_equal(shared, lists[None][0])
+    clicks, _ = recommend(result.model, graph, sessions, k=10, event_type=0)
+    assert np.array_equal(clicks, lists[0][0])

@@ -14,8 +14,17 @@ from hypothesis import strategies as st
 
 from gnn_recsys.data import ingest as ingest_module
 from gnn_recsys.data.ingest import BadInputError, ingest_jsonl, read_events
-from gnn_recsys.data.schema import EVENT_SCHEMA, EVENT_TYPE_CODES, EVENT_TYPES
+from gnn_recsys.data.schema import (
+    EVENT_SCHEMA,
+    EVENT_TYPE_CODES,
+    EVENT_TYPES,
+    conform_events,
+    empty_events,
+    event_type_code,
+    event_type_names,
+)
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events, write_synthetic_otto
+from gnn_recsys.data.validation import check_event_table
 
 OTTO_SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "otto_sample" / "train.jsonl"
 T0 = 1_659_304_800_025
@@ -356,3 +365,47 @@ def test_invalid_arguments(tmp_path: Path) -> None:
         ingest_jsonl(path, tmp_path / "x.parquet", on_bad_line="ignore")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError):
         ingest_jsonl(tmp_path / "absent.jsonl", tmp_path / "x.parquet")
+
+
+def test_check_event_table_rejects_contract_violations() -> None:
+    good = _expected(GOOD)
+    check_event_table(good)
+    check_event_table(empty_events())
+    broken = {
+        "schema": good.with_columns(pl.col("aid").cast(pl.Int64)),
+        "null": good.with_columns(
+            pl.when(pl.col("aid") == 11).then(None).otherwise(pl.col("aid")).alias("aid")
+        ),
+        "type code": good.with_columns(pl.lit(3, dtype=pl.Int8).alias("type")),
+        "seconds": good.with_columns((pl.col("ts") // 1000).alias("ts")),
+        "ts order": good.with_columns(pl.col("ts").reverse()),
+        "not contiguous": pl.concat([good.head(2), good.tail(4), good.slice(2, 1)]),
+    }
+    messages = {
+        "schema": "schema",
+        "null": "null",
+        "type code": "invalid row",
+        "seconds": "invalid row",
+        "ts order": "invalid row",
+        "not contiguous": "not contiguous",
+    }
+    for name, frame in broken.items():
+        with pytest.raises(ValueError, match=messages[name]):
+            check_event_table(frame, name)
+
+
+def test_schema_helpers() -> None:
+    frame = pl.DataFrame(
+        {"type": [2, 0], "ts": [T0, T0 + 1], "aid": [5, 6], "session": [1, 1], "extra": [0, 0]}
+    )
+    events = conform_events(frame)
+    assert events.schema == EVENT_SCHEMA
+    assert events["type"].to_list() == [2, 0]
+    assert event_type_names(events["type"]).to_list() == ["orders", "clicks"]
+    assert [event_type_code(name) for name in EVENT_TYPES] == [0, 1, 2]
+    with pytest.raises(KeyError, match="views"):
+        event_type_code("views")
+    with pytest.raises(ValueError, match="lacks"):
+        conform_events(frame.drop("ts"))
+    with pytest.raises(pl.exceptions.InvalidOperationError):
+        conform_events(frame.with_columns(pl.lit(2**40).alias("aid")))

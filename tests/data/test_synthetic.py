@@ -212,7 +212,7 @@ def test_default_config_is_the_small_project_run(tmp_path: Path) -> None:
     assert counts["train_bytes"] == (tmp_path / "train.jsonl").stat().st_size
 
 
-def test_otto_scale_sizes() -> None:
+def test_otto_scale_sizes_and_session_length() -> None:
     config = SyntheticConfig.otto_scale(seed=3)
     assert (config.num_items, config.num_train_sessions, config.num_test_sessions) == (
         1_855_603,
@@ -220,6 +220,10 @@ def test_otto_scale_sizes() -> None:
         1_671_803,
     )
     assert config.seed == 3
+    # same behaviour at a size a test can afford: OTTO's train file has 216.7M / 12.9M = 16.8 events/session
+    small = SyntheticConfig.otto_scale(num_items=5_000, num_train_sessions=20_000, num_test_sessions=0)
+    events = synthetic_events(small, "train")
+    assert 15.5 < events.height / small.num_train_sessions < 18.2
 
 
 def test_invalid_configs_are_rejected() -> None:

@@ -119,7 +119,7 @@ def ingest_jsonl(
     rejects_path: str | Path | None = None,
     progress: bool = True,
     threads: int = 2,
-    memory_limit: str = "2GB",
+    memory_limit: str = "512MB",
 ) -> IngestReport:
     """Convert an OTTO JSONL file into an event-table parquet (see the module docstring).
 

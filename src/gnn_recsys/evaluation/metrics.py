@@ -16,6 +16,11 @@ Choices made where the official script is silent or would fail:
   session then count once, keeping their best rank;
 * the next-click ranking metrics (HR/NDCG/MRR@K) use the best rank of the true aid among all
   candidates and are averaged over the sessions that have a click label.
+
+Candidates come in two shapes (docs/architecture.md, "Candidates"): without a ``type`` column one
+ranked list per session serves the three event types; with it, the labels of type ``t`` are looked up
+only in the rows of type ``t`` (a session without a list for ``t`` scores 0 hits there), and the
+next-click metrics use the clicks list.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ def _check_columns(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> No
             raise ValueError(f"{name}: row {row}, field {column!r}: null value")
 
 
-def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique (session, aid) keys with the best rank of each, keeping ranks <= ``max_rank``."""
+def _check_candidates(candidates: pl.DataFrame) -> None:
+    """Columns, nulls, one model and 1-based ranks; shared by the typed and untyped paths."""
     _check_columns(candidates, "candidates", ("session", "rank", "aid"))
     if "model" in candidates.columns and candidates.height:
         other = candidates["model"] != candidates["model"][0]
@@ -64,6 +69,30 @@ def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np
     if bad_rank.any():
         row = int(bad_rank.arg_true()[0])
         raise ValueError(f"candidates: row {row}, field 'rank': {ranks[row]} (ranks are 1-based)")
+
+
+def _candidate_types(candidates: pl.DataFrame) -> pl.Series:
+    """The ``type`` column as Int8 codes; a null (an untyped row in a typed table) or unknown code raises."""
+    values = candidates["type"]
+    if values.null_count():
+        row = int(values.is_null().arg_true()[0])
+        raise ValueError(
+            f"candidates: row {row}, field 'type': null in a typed table (typed and untyped rows cannot "
+            "be mixed; give every row a type, or drop the 'type' column so one list serves all types)"
+        )
+    codes = values.cast(pl.Int8, strict=False)
+    bad = codes.is_null() | ~codes.is_in(list(EVENT_TYPE_CODES.values()))
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise ValueError(
+            f"candidates: row {row}, field 'type': unknown event type code {values[row]!r} "
+            f"(expected one of {dict(EVENT_TYPE_CODES)})"
+        )
+    return codes
+
+
+def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique (session, aid) keys with the best rank of each, keeping ranks <= ``max_rank``."""
     frame = candidates.select(
         pl.col("session").cast(pl.Int32), pl.col("aid").cast(pl.Int32), pl.col("rank").cast(pl.Int64)
     ).filter(pl.col("rank") <= max_rank)
@@ -105,6 +134,17 @@ def _labels_for_scoring(labels: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, n
     return session, event_type, aid
 
 
+def _label_ranks(cand_key: np.ndarray, cand_rank: np.ndarray, label_key: np.ndarray) -> np.ndarray:
+    """Best rank of each label key among the sorted candidate keys; 0 = not recommended."""
+    where = np.searchsorted(cand_key, label_key)
+    inside = where < cand_key.size
+    found = np.zeros(label_key.size, dtype=bool)
+    found[inside] = cand_key[where[inside]] == label_key[inside]
+    rank = np.zeros(label_key.size, dtype=np.int64)
+    rank[found] = cand_rank[where[found]]
+    return rank
+
+
 def evaluate(
     candidates: pl.DataFrame,
     labels: pl.DataFrame,
@@ -114,11 +154,13 @@ def evaluate(
 ) -> dict[str, MetricValue]:
     """Score one model's ranked candidates against the long label table.
 
-    The same ranked list serves the three event types.  Returns ``recall@{k}_{type}`` (``None`` when
+    Without a ``type`` column the same ranked list serves the three event types; with one (codes of
+    ``gnn_recsys.data.schema``), each type's labels are scored against that type's list only and the
+    next-click metrics use the clicks list.  Returns ``recall@{k}_{type}`` (``None`` when
     the type has no labels), ``score`` (weighted over the present types, weights renormalised),
     ``hr@K``, ``ndcg@K``, ``mrr@K`` for every K in ``ks`` (next click, ``None`` without click labels)
     and the counts behind them (``n_sessions``, ``n_sessions_{type}``, ``n_labels_{type}``,
-    ``n_sessions_without_candidates``).
+    ``n_sessions_without_candidates``: labelled sessions with no candidate row of any type).
 
     Implementation: candidates and labels are reduced to one int64 key per (session, aid); the best
     rank of every label is found by ``searchsorted`` in the sorted candidate keys, and per-session
@@ -127,18 +169,28 @@ def evaluate(
     """
     if k < 1 or any(K < 1 for K in ks):
         raise ValueError(f"evaluate: k and ks must be >= 1, got k={k}, ks={list(ks)}")
-    cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank=max(k, *ks))
+    max_rank = max(k, *ks)
+    _check_candidates(candidates)
+    candidate_type = _candidate_types(candidates) if "type" in candidates.columns else None
     session, event_type, aid = _labels_for_scoring(labels)
 
-    # Best rank of each true aid among the candidates; 0 = not recommended.
+    # Best rank of each true aid among the candidates (of its own type when typed); 0 = not recommended.
     label_key = _pair_key(session, aid)
-    where = np.searchsorted(cand_key, label_key)
-    inside = where < cand_key.size
-    found = np.zeros(label_key.size, dtype=bool)
-    found[inside] = cand_key[where[inside]] == label_key[inside]
-    rank = np.zeros(label_key.size, dtype=np.int64)
-    rank[found] = cand_rank[where[found]]
-    hit = found & (rank <= k)
+    if candidate_type is None:
+        cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank)
+        rank = _label_ranks(cand_key, cand_rank, label_key)
+        cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
+    else:
+        # Labels are sorted by type, so each type is a slice; one sorted key array per type's list.
+        rank = np.zeros(label_key.size, dtype=np.int64)
+        type_sessions = []
+        for code in EVENT_TYPE_CODES.values():
+            of_type = event_type == code
+            type_key, type_rank = _candidates_for_scoring(candidates.filter(candidate_type == code), max_rank)
+            rank[of_type] = _label_ranks(type_key, type_rank, label_key[of_type])
+            type_sessions.append(type_key >> 32)
+        cand_sessions = np.unique(np.concatenate(type_sessions)).astype(np.int32)
+    hit = (rank >= 1) & (rank <= k)
 
     # Per (type, session) groups: the labels are sorted by (type, session).
     if session.size:
@@ -184,7 +236,6 @@ def evaluate(
         result[f"mrr@{K}"] = float(np.where(in_top, 1.0 / safe, 0.0).mean())
 
     labelled = np.unique(session)
-    cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
     result["n_sessions"] = int(labelled.size)
     result.update(counts)
     result["n_sessions_without_candidates"] = int((~np.isin(labelled, cand_sessions)).sum())

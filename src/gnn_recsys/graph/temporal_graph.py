@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _EVENT_TYPE_NAMES = ("clicks", "carts", "orders")
 _MS_PER_DAY = 86_400_000
 #: Columns of ``TemporalGraph.item_view``.
 ITEM_EVENT, ITEM_TS, ITEM_SESSION, ITEM_SESSION_POS = 0, 1, 2, 3
-_LOW32 = (1 << 32) - 1
+SESSION_POS_LOW32 = (1 << 32) - 1
 #: Item-id ranges up to this size are mapped with a dense lookup table instead of a sort.
 _DENSE_LOOKUP_LIMIT = 1 << 26
 
@@ -105,7 +106,7 @@ class TemporalGraph:
     @property
     def item_session_remaining(self) -> np.ndarray:
         """Number of later events in the session of every item-view row's event (int64)."""
-        return self.item_view[:, ITEM_SESSION_POS] & _LOW32
+        return self.item_view[:, ITEM_SESSION_POS] & SESSION_POS_LOW32
 
     # ------------------------------------------------------------------ sizes and lookups
     @property
@@ -132,7 +133,9 @@ class TemporalGraph:
         """Session index of every event in session order (int32), computed on demand (not stored)."""
         return np.repeat(np.arange(self.num_sessions, dtype=np.int32), self.session_lengths())
 
-    def aid_to_index(self, aids: np.ndarray | pl.Series | list[int], missing: int | None = None) -> np.ndarray:
+    def aid_to_index(
+        self, aids: np.ndarray | pl.Series | list[int], missing: int | None = None
+    ) -> np.ndarray:
         """Item indices (int64) of ``aids``.
 
         Unknown aids raise ``KeyError`` naming them, unless ``missing`` is given (e.g. ``-1``), in
@@ -238,8 +241,6 @@ class TemporalGraph:
         On CPU the tensors share memory with the (possibly read-only, memory-mapped) arrays; they
         must be treated as read-only.
         """
-        import torch
-
         tensors = {}
         for name, array in self.arrays().items():
             with warnings.catch_warnings():
@@ -272,14 +273,10 @@ class TemporalGraph:
                 "session view time-sorted": bool(np.all((np.diff(self.ev_ts) >= 0) | new_session[1:])),
                 "item view time-sorted": bool(np.all((np.diff(self.item_ts) >= 0) | new_item[1:])),
                 "item_event permutation": bool(
-                    np.array_equal(
-                        np.asarray(self.item_event)[np.asarray(self.ev_item_pos)], np.arange(n_e)
-                    )
+                    np.array_equal(np.asarray(self.item_event)[np.asarray(self.ev_item_pos)], np.arange(n_e))
                 ),
                 "item_ts matches": bool(np.array_equal(self.item_ts, self.ev_ts[self.item_event])),
-                "item_session matches": bool(
-                    np.array_equal(self.item_session, ev_session[self.item_event])
-                ),
+                "item_session matches": bool(np.array_equal(self.item_session, ev_session[self.item_event])),
                 "item_session_pos matches": bool(
                     np.array_equal(
                         self.item_session_rank,
@@ -373,7 +370,7 @@ def _dense_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(values) == 0:
         return values[:0].copy(), np.zeros(0, dtype=np.int32)
     low, high = int(values.min()), int(values.max())
-    if high - low < max(_DENSE_LOOKUP_LIMIT, 4 * len(values)):
+    if high - low < max(_DENSE_LOOKUP_LIMIT, len(values)):
         present = np.zeros(high - low + 1, dtype=bool)
         present[values - low] = True
         vocabulary = (np.flatnonzero(present) + low).astype(values.dtype)
@@ -390,6 +387,10 @@ def _map_to_vocabulary(
     item_aids = np.asarray(item_aids)
     if item_aids.ndim != 1 or not np.issubdtype(item_aids.dtype, np.integer):
         raise ValueError(f"item_aids must be a 1-D integer array, got {item_aids.dtype}{item_aids.shape}")
+    if len(item_aids) and (
+        item_aids.min() < np.iinfo(np.int32).min or item_aids.max() > np.iinfo(np.int32).max
+    ):
+        raise ValueError("item_aids must fit in Int32 (the event table's aid dtype)")
     sorter = np.argsort(item_aids, kind="stable")
     sorted_aids = item_aids[sorter]
     duplicated = sorted_aids[1:][sorted_aids[1:] == sorted_aids[:-1]]

@@ -35,24 +35,84 @@ def sampled_softmax_loss(
     candidate_log_q: Tensor,
     *,
     target_log_q: Tensor | None = None,
+    sparse: bool = False,
+    history: tuple[Tensor, Tensor] | None = None,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Mean cross entropy of each target against de-duplicated ``candidates`` (logits ``- log Q``).
 
-    Shapes: ``query [B, d]``, ``target [B]``, ``item_embedding [N, d]``, ``candidates [C]`` (distinct
-    item indices), ``candidate_log_q [C]``, ``target_log_q [B]`` (defaults to 0).
+    Shapes: ``query [B, d]``, ``target [B]``, ``item_embedding [N, d]``, ``candidates [C]`` (distinct,
+    sorted item indices), ``candidate_log_q [C]``, ``target_log_q [B]`` (defaults to 0). ``sparse``
+    makes the gradient of ``item_embedding`` a sparse tensor (for ``SparseAdam``).
+
+    ``history = (items [B, H] (-1 = padding), bonus [B, H])`` adds a per-row score bonus to those items.
+    Each row's history items then enter its softmax *exactly* (a sure inclusion, ``log Q = 0``) and are
+    masked out of the sampled candidates, so the bonus is trained against its own competition.
+    ``weight [B]`` makes it a weighted mean over the rows.
     """
-    positive = (query * item_embedding[target].to(query.dtype)).sum(-1).float()
+    batch = target.shape[0]
+    history_items = [] if history is None else [history[0].clamp(min=0).reshape(-1)]
+    # One gather for targets, candidates and history: one dense gradient buffer of catalogue size.
+    rows = F.embedding(torch.cat([target, candidates, *history_items]), item_embedding, sparse=sparse)
+    rows = rows.to(query.dtype)
+    target_emb, candidate_emb = rows[:batch], rows[batch : batch + candidates.shape[0]]
+    positive = (query * target_emb).sum(-1).float()
     if target_log_q is not None:
         positive = positive - target_log_q
-    negative = (query @ item_embedding[candidates].to(query.dtype).T).float() - candidate_log_q
+    negative = (query @ candidate_emb.T).float() - candidate_log_q
     negative = negative.masked_fill(candidates.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
-    logits = torch.cat([positive.unsqueeze(1), negative], dim=1)
-    return F.cross_entropy(logits, torch.zeros_like(target))
+    parts = [positive.unsqueeze(1), negative]
+    if history is not None:
+        items, bonus = history
+        valid = items >= 0
+        is_target = valid & (items == target.unsqueeze(1))
+        positive += (bonus * is_target).sum(1).float()
+        # history items among the sampled candidates: counted exactly below instead
+        column = torch.searchsorted(candidates, items.clamp(min=0)).clamp(max=candidates.shape[0] - 1)
+        sampled = valid & (candidates[column] == items)
+        row = torch.arange(batch, device=items.device).unsqueeze(1).expand_as(items)
+        negative = negative.index_put(
+            (row[sampled], column[sampled]), torch.tensor(float("-inf"), device=items.device)
+        )
+        history_emb = rows[batch + candidates.shape[0] :].view(*items.shape, -1)
+        history_logit = torch.einsum("bd,bhd->bh", query, history_emb).float() + bonus.float()
+        parts = [
+            positive.unsqueeze(1),
+            negative,
+            history_logit.masked_fill(~valid | is_target, float("-inf")),
+        ]
+    logits = torch.cat(parts, dim=1)
+    return _mean(F.cross_entropy(logits, torch.zeros_like(target), reduction="none"), weight)
 
 
-def full_softmax_loss(query: Tensor, target: Tensor, item_embedding: Tensor) -> Tensor:
+def _mean(losses: Tensor, weight: Tensor | None) -> Tensor:
+    if weight is None:
+        return losses.mean()
+    weight = weight.to(losses.dtype)
+    return (losses * weight).sum() / weight.sum().clamp(min=1e-12)
+
+
+def add_history_bonus(scores: Tensor, history: tuple[Tensor, Tensor] | None, offset: int = 0) -> Tensor:
+    """``scores [B, n]`` of items ``offset..offset+n-1`` plus each row's history bonus (out of place)."""
+    if history is None:
+        return scores
+    items, bonus = history
+    local = items - offset
+    inside = (items >= 0) & (local >= 0) & (local < scores.shape[1])
+    row = torch.arange(items.shape[0], device=items.device).unsqueeze(1).expand_as(items)
+    return scores.index_put((row[inside], local[inside]), bonus[inside].to(scores.dtype), accumulate=True)
+
+
+def full_softmax_loss(
+    query: Tensor,
+    target: Tensor,
+    item_embedding: Tensor,
+    history: tuple[Tensor, Tensor] | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
     """Cross entropy over the whole catalogue (small catalogues, or as a reference)."""
-    return F.cross_entropy((query @ item_embedding.to(query.dtype).T).float(), target)
+    scores = add_history_bonus((query @ item_embedding.to(query.dtype).T).float(), history)
+    return _mean(F.cross_entropy(scores, target, reduction="none"), weight)
 
 
 class SampledSoftmaxLoss(nn.Module):
@@ -71,11 +131,14 @@ class SampledSoftmaxLoss(nn.Module):
         self,
         item_counts: np.ndarray | Tensor,
         num_negatives: int = 2048,
+        *,
         alpha: float = 0.75,
         uniform_mix: float = 0.1,
         in_batch: bool = True,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
+        self.sparse = sparse
         counts = torch.as_tensor(np.asarray(item_counts), dtype=torch.float64)
         if counts.ndim != 1 or counts.numel() == 0 or bool((counts < 0).any()):
             raise ValueError("item_counts must be a non-empty 1-d array of non-negative counts")
@@ -114,7 +177,14 @@ class SampledSoftmaxLoss(nn.Module):
         return torch.log((-torch.expm1(log_miss)).clamp(min=1e-300)).float()
 
     def forward(
-        self, query: Tensor, target: Tensor, item_embedding: Tensor, generator: torch.Generator | None = None
+        self,
+        query: Tensor,
+        target: Tensor,
+        item_embedding: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        history: tuple[Tensor, Tensor] | None = None,
+        weight: Tensor | None = None,
     ) -> Tensor:
         """Loss of ``query [B, d]`` for ``target [B]``; ``generator`` makes the negative draw reproducible."""
         parts = [target] if self.in_batch else []
@@ -128,6 +198,9 @@ class SampledSoftmaxLoss(nn.Module):
             item_embedding,
             candidates,
             self.log_q(candidates, batch_size),
+            sparse=self.sparse,
+            history=history,
+            weight=weight,
         )
 
 
@@ -135,9 +208,16 @@ class FullSoftmaxLoss(nn.Module):
     """Cross entropy over the full catalogue; same call signature as :class:`SampledSoftmaxLoss`."""
 
     def forward(
-        self, query: Tensor, target: Tensor, item_embedding: Tensor, generator: torch.Generator | None = None
+        self,
+        query: Tensor,
+        target: Tensor,
+        item_embedding: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        history: tuple[Tensor, Tensor] | None = None,
+        weight: Tensor | None = None,
     ) -> Tensor:
-        return full_softmax_loss(query, target, item_embedding)
+        return full_softmax_loss(query, target, item_embedding, history, weight)
 
 
 def make_loss(
@@ -148,10 +228,13 @@ def make_loss(
     alpha: float = 0.75,
     uniform_mix: float = 0.1,
     in_batch: bool = True,
+    sparse: bool = False,
 ) -> nn.Module:
     """``"sampled"`` -> :class:`SampledSoftmaxLoss`, ``"full"`` -> :class:`FullSoftmaxLoss`."""
     if kind == "sampled":
-        return SampledSoftmaxLoss(item_counts, num_negatives, alpha, uniform_mix, in_batch)
+        return SampledSoftmaxLoss(
+            item_counts, num_negatives, alpha=alpha, uniform_mix=uniform_mix, in_batch=in_batch, sparse=sparse
+        )
     if kind == "full":
         return FullSoftmaxLoss()
     raise ValueError(f"loss must be 'sampled' or 'full', got {kind!r}")

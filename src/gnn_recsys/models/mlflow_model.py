@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 import numpy as np
 import pandas as pd
 import polars as pl
 import torch
 import torch_geometric
 
+from gnn_recsys.data.schema import event_type_code
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.training.config import TrainConfig
@@ -113,8 +116,15 @@ class DGSRPyfunc(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """``session, rank, aid, score`` rows, ``k`` per session (``params={"k": ...}``, default ``top_k``)."""
+        """``session, rank, aid, score`` rows, ``k`` per session.
+
+        ``params``: ``k`` (default ``top_k``) and, for a model with type heads, ``event_type``
+        (``"clicks"`` default, ``"carts"`` or ``"orders"``): which of the three lists to return.
+        """
         k = int((params or {}).get("k", self.config.top_k))
+        event_type = None
+        if self.model.type_head is not None:
+            event_type = event_type_code(str((params or {}).get("event_type", "clicks")))
         events = (
             pl.from_pandas(model_input)
             if isinstance(model_input, pd.DataFrame)
@@ -129,6 +139,7 @@ class DGSRPyfunc(mlflow.pyfunc.PythonModel):
             batch_size=self.config.eval_batch_size or self.config.batch_size,
             sampler=make_sampler(graph, self.config),
             context_window=self.config.context_window,
+            event_type=event_type,
         )
         n, width = aids.shape
         return pd.DataFrame(
@@ -173,4 +184,30 @@ def log_dgsr_model(
             ],
             registered_model_name=registered_model_name,
             metadata={"config": json.dumps(config.to_dict())},
+            signature=_signature(config),
         )
+
+
+def _signature(config: TrainConfig) -> ModelSignature:
+    """Session events in, ranked aids out; ``k`` and ``event_type`` as inference parameters."""
+    return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec("integer", "session"),
+                ColSpec("integer", "aid"),
+                ColSpec("long", "ts"),
+                ColSpec("integer", "type"),
+            ]
+        ),
+        outputs=Schema(
+            [
+                ColSpec("integer", "session"),
+                ColSpec("integer", "rank"),
+                ColSpec("integer", "aid"),
+                ColSpec("float", "score"),
+            ]
+        ),
+        params=ParamSchema(
+            [ParamSpec("k", "long", config.top_k), ParamSpec("event_type", "string", "clicks")]
+        ),
+    )

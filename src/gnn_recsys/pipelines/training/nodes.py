@@ -13,14 +13,20 @@ import mlflow
 import numpy as np
 import polars as pl
 
-from gnn_recsys.export.candidates import candidates_frame
-from gnn_recsys.graph.sampler import training_samples
+from gnn_recsys.export.candidates import candidates_frame, typed_candidates
+from gnn_recsys.graph.sampler import future_target_samples, training_sample_events
 from gnn_recsys.graph.temporal_graph import TemporalGraph
-from gnn_recsys.models.dgsr import DGSR
+from gnn_recsys.models.dgsr import DGSR, NUM_EVENT_TYPES
 from gnn_recsys.models.mlflow_model import log_dgsr_model
 from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
 from gnn_recsys.training.config import TrainConfig
-from gnn_recsys.training.trainer import SampleSet, build_model, recommend, train_dgsr
+from gnn_recsys.training.trainer import (
+    SampleSet,
+    build_model,
+    recommend_by_type,
+    resolve_device,
+    train_dgsr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +51,20 @@ def make_dgsr_samples(
     is_val = np.zeros(graph.num_sessions, dtype=bool)
     is_val[held_out] = True
 
-    session, cut_ts, target = training_samples(graph, sessions=np.flatnonzero(~is_val))
-    if params.get("max_train_samples") and len(session) > params["max_train_samples"]:
-        keep = np.sort(rng.choice(len(session), size=params["max_train_samples"], replace=False))
-        session, cut_ts, target = session[keep], cut_ts[keep], target[keep]
-    train = SampleSet(session, cut_ts, target)
-
-    val_session, val_cut, val_target = training_samples(
-        graph, sessions=held_out, max_per_session=1, seed=params["seed"]
+    train_events = training_sample_events(graph, sessions=np.flatnonzero(~is_val))
+    cap = params.get("max_train_samples")
+    if cap and len(train_events) > cap:
+        train_events = np.sort(rng.choice(train_events, size=cap, replace=False))
+    train = SampleSet.from_events(graph, train_events)
+    future_types = tuple(params.get("future_target_types") or ())
+    if future_types:  # carts / orders seen from random earlier cuts, as OTTO labels them
+        cut, target = future_target_samples(
+            graph, future_types, sessions=np.flatnonzero(~is_val), seed=params["seed"]
+        )
+        train = SampleSet.concat([train, SampleSet.from_cut_events(graph, cut, target)])
+    val = SampleSet.from_events(
+        graph, training_sample_events(graph, sessions=held_out, max_per_session=1, seed=params["seed"])
     )
-    val = SampleSet(val_session, val_cut, val_target)
     logger.info(
         "DGSR samples: %d train, %d validation (%d held-out sessions)", len(train), len(val), len(held_out)
     )
@@ -113,29 +123,25 @@ def recommend_dgsr(
     """Top-K over the full catalogue for every session of ``test_inputs``, after its last event."""
     model, config = load_dgsr(artifact)
     sessions = test_inputs["session"].unique(maintain_order=True).to_numpy()
-    if len(sessions) == 0:
-        return candidates_frame(
-            sessions,
-            np.zeros((0, params["top_k"]), np.int64),
-            np.zeros((0, params["top_k"]), np.float32),
-            "dgsr",
-        )
-    model = model.to(_device(config))
-    aids, scores = recommend(
+    model = model.to(resolve_device(config.device))
+    lists = recommend_by_type(
         model,
         graph,
         graph.session_to_index(sessions),
         k=params["top_k"],
         batch_size=params["batch_size"],
         block_size=params["block_size"],
+        event_types=tuple(range(NUM_EVENT_TYPES)) if config.type_heads else (None,),
     )
-    return candidates_frame(sessions, aids, scores, "dgsr")
-
-
-def _device(config: TrainConfig) -> Any:
-    from gnn_recsys.training.trainer import resolve_device  # noqa: PLC0415 - keep import surface small
-
-    return resolve_device(config.device)
+    if not config.type_heads:
+        aids, scores = lists[None]
+        return candidates_frame(sessions, aids, scores, "dgsr")
+    return typed_candidates(
+        {
+            t: candidates_frame(sessions, aids, scores, "dgsr", event_type=t)
+            for t, (aids, scores) in lists.items()
+        }
+    )
 
 
 def log_dgsr_to_mlflow(artifact: dict[str, Any], graph: TemporalGraph) -> None:
