@@ -20,7 +20,11 @@ TINY_DATA = {
 def _run(project: Path, pipeline: str, params: dict) -> None:
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_name=pipeline)
+        session.run(pipeline_names=[pipeline])
+    # In-process (not from the CLI, where MLflow's exit handler closes it) the run kedro-mlflow opened
+    # can stay on this thread's MLflow run stack after the session: close it so later tests start clean.
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
 
 
 def _only_run(project: Path) -> mlflow.entities.Run:

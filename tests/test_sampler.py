@@ -344,5 +344,10 @@ def test_future_target_samples_cut_each_cart_and_order_at_a_random_earlier_point
     many = np.concatenate([future_target_samples(graph, (1, 2), seed=s)[0] for s in range(30)])
     targets = np.concatenate([future_target_samples(graph, (1, 2), seed=s)[1] for s in range(30)])
     assert (targets - many > 1).mean() > 0.3
+    triple_cut, triple_target = future_target_samples(graph, (1, 2), seed=3, cuts_per_event=3)
+    assert sorted(triple_target.tolist()) == sorted(wanted * 3)
+    assert (triple_cut <= triple_target).all() and not np.array_equal(
+        triple_cut[: len(cut)], triple_cut[len(cut) :][: len(cut)]
+    )
     only_orders, order_targets = future_target_samples(graph, (2,), sessions=np.arange(10), seed=1)
     assert (ev_type[order_targets] == 2).all() and (ev_session[order_targets] < 10).all()

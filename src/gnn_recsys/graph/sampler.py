@@ -604,6 +604,7 @@ def future_target_samples(
     event_types: tuple[int, ...] = (1, 2),
     sessions: np.ndarray | None = None,
     seed: int = 0,
+    cuts_per_event: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(cut_event, target_event)`` pairs: each event of ``event_types`` seen from a random earlier cut.
 
@@ -611,6 +612,7 @@ def future_target_samples(
     next event. So for every cart or order event this draws a cut event uniformly among the events of
     its session up to and including it whose strict-time prefix is non-empty; the sample is "predict
     this item from everything before the cut". The target never lies before the cut.
+    ``cuts_per_event`` independent cuts are drawn for each event (grouped by draw).
     """
     rng = np.random.default_rng(seed)
     ev_ts = np.asarray(graph.ev_ts)
@@ -630,6 +632,7 @@ def future_target_samples(
     lo = first_cut[ev_session[target]]
     span = target - lo + 1  # cut uniform in [lo, target]
     target, lo, span = target[span >= 1], lo[span >= 1], span[span >= 1]
+    target, lo, span = (np.tile(a, cuts_per_event) for a in (target, lo, span))
     cut = lo + np.floor(rng.random(len(target)) * span).astype(np.int64)
     return cut, target
 

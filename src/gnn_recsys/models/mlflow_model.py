@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 import numpy as np
 import pandas as pd
 import polars as pl
 import torch
 import torch_geometric
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from gnn_recsys.data.schema import event_type_code
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph

@@ -88,14 +88,8 @@ class SampleSet:
 
     @classmethod
     def from_events(cls, graph: Any, events: np.ndarray) -> SampleSet:
-        """Typed samples whose targets are these events (``training_sample_events``)."""
-        events = np.asarray(events, dtype=np.int64)
-        return cls(
-            graph.ev_session()[events],
-            np.asarray(graph.ev_ts)[events],
-            np.asarray(graph.ev_item)[events],
-            np.asarray(graph.ev_type)[events],
-        )
+        """Typed next-event samples: each event predicted from everything before its own time."""
+        return cls.from_cut_events(graph, events, events)
 
     @classmethod
     def from_cut_events(cls, graph: Any, cut_events: np.ndarray, target_events: np.ndarray) -> SampleSet:

@@ -59,7 +59,11 @@ def make_dgsr_samples(
     future_types = tuple(params.get("future_target_types") or ())
     if future_types:  # carts / orders seen from random earlier cuts, as OTTO labels them
         cut, target = future_target_samples(
-            graph, future_types, sessions=np.flatnonzero(~is_val), seed=params["seed"]
+            graph,
+            future_types,
+            sessions=np.flatnonzero(~is_val),
+            seed=params["seed"],
+            cuts_per_event=params.get("future_cuts_per_event", 1),
         )
         train = SampleSet.concat([train, SampleSet.from_cut_events(graph, cut, target)])
     val = SampleSet.from_events(
