@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -121,3 +122,43 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     predicted = model.predict(events, params={"k": 5, "event_type": "orders"})
     assert set(predicted["session"]) == set(events["session"])
     assert (predicted.groupby("session").size() == 5).all()
+
+
+@pytest.mark.slow
+def test_real_otto_file_from_the_command_line_without_a_test_file(
+    kedro_project: Path, otto_sample: Path
+) -> None:
+    """``--params raw_train_path=...`` runs real OTTO JSONL through the same pipeline; no test file."""
+    _run(
+        kedro_project,
+        "covisitation_otto",
+        {"raw_train_path": str(otto_sample), "ingestion": {"progress": False}},
+    )
+
+    data = kedro_project / "data"
+    events = pl.read_parquet(data / "02_intermediate" / "events.parquet")
+    assert events.height == 862 and events["session"].n_unique() == 20
+    assert pl.read_parquet(data / "02_intermediate" / "test_events.parquet").is_empty()
+    # the official repository's own fact for this sample: 10 train and 8 test sessions
+    assert pl.read_parquet(data / "03_primary" / "local_train_events.parquet")["session"].n_unique() == 10
+    assert pl.read_parquet(data / "03_primary" / "local_test_inputs.parquet")["session"].n_unique() == 8
+    report = json.loads((data / "08_reporting" / "metrics.json").read_text())
+    assert set(report["models"]) == {"popularity", "covisitation"}
+    submission = pl.read_csv(data / "07_model_output" / "submission_covisitation.csv")
+    assert submission.columns == ["session_type", "labels"] and submission.is_empty()
+    assert json.loads((data / "01_raw" / "raw_sources.json").read_text())["origin"] == "command_line"
+
+
+@pytest.mark.slow
+def test_env_otto_reads_the_kaggle_files_in_01_raw(kedro_project: Path, otto_sample: Path) -> None:
+    otto_dir = kedro_project / "data" / "01_raw" / "otto"
+    otto_dir.mkdir()
+    shutil.copy(otto_sample, otto_dir / "train.jsonl")
+    bootstrap_project(kedro_project)
+    with KedroSession.create(project_path=kedro_project, env="otto", runtime_params=TINY_DATA) as session:
+        session.run(pipeline_names=["ingestion"])
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    sources = json.loads((kedro_project / "data" / "01_raw" / "raw_sources.json").read_text())
+    assert sources["origin"] == "otto" and sources["test_path"] is None
+    assert pl.read_parquet(kedro_project / "data" / "02_intermediate" / "events.parquet").height == 862
