@@ -55,6 +55,28 @@ def event_type_names(codes: pl.Series | pl.Expr) -> pl.Series | pl.Expr:
     return codes.replace_strict(mapping, return_dtype=pl.Utf8)
 
 
+def check_type_codes(values: pl.Series, name: str) -> pl.Series:
+    """A typed candidates/labels ``type`` column as Int8 codes; raises naming the first bad row.
+
+    A null is an untyped row mixed into a typed table; anything else must be a valid code.
+    """
+    if values.null_count():
+        row = int(values.is_null().arg_true()[0])
+        raise ValueError(
+            f"{name}: row {row}, field 'type': null in a typed table (typed and untyped rows cannot "
+            "be mixed; give every row a type, or drop the 'type' column so one list serves all types)"
+        )
+    codes = values.cast(pl.Int8, strict=False)
+    bad = codes.is_null() | ~codes.is_in(list(EVENT_TYPE_CODES.values()))
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise ValueError(
+            f"{name}: row {row}, field 'type': unknown event type code {values[row]!r} "
+            f"(expected one of {dict(EVENT_TYPE_CODES)})"
+        )
+    return codes
+
+
 def conform_events(frame: pl.DataFrame) -> pl.DataFrame:
     """Select and cast the contract columns in contract order.
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from gnn_recsys.data.schema import CLICK, EVENT_TYPE_CODES
+from gnn_recsys.data.schema import CLICK, EVENT_TYPE_CODES, check_type_codes
 
 OTTO_WEIGHTS: dict[str, float] = {"clicks": 0.10, "carts": 0.30, "orders": 0.60}
 
@@ -69,26 +69,6 @@ def _check_candidates(candidates: pl.DataFrame) -> None:
     if bad_rank.any():
         row = int(bad_rank.arg_true()[0])
         raise ValueError(f"candidates: row {row}, field 'rank': {ranks[row]} (ranks are 1-based)")
-
-
-def _candidate_types(candidates: pl.DataFrame) -> pl.Series:
-    """The ``type`` column as Int8 codes; a null (an untyped row in a typed table) or unknown code raises."""
-    values = candidates["type"]
-    if values.null_count():
-        row = int(values.is_null().arg_true()[0])
-        raise ValueError(
-            f"candidates: row {row}, field 'type': null in a typed table (typed and untyped rows cannot "
-            "be mixed; give every row a type, or drop the 'type' column so one list serves all types)"
-        )
-    codes = values.cast(pl.Int8, strict=False)
-    bad = codes.is_null() | ~codes.is_in(list(EVENT_TYPE_CODES.values()))
-    if bad.any():
-        row = int(bad.arg_true()[0])
-        raise ValueError(
-            f"candidates: row {row}, field 'type': unknown event type code {values[row]!r} "
-            f"(expected one of {dict(EVENT_TYPE_CODES)})"
-        )
-    return codes
 
 
 def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +151,9 @@ def evaluate(
         raise ValueError(f"evaluate: k and ks must be >= 1, got k={k}, ks={list(ks)}")
     max_rank = max(k, *ks)
     _check_candidates(candidates)
-    candidate_type = _candidate_types(candidates) if "type" in candidates.columns else None
+    candidate_type = (
+        check_type_codes(candidates["type"], "candidates") if "type" in candidates.columns else None
+    )
     session, event_type, aid = _labels_for_scoring(labels)
 
     # Best rank of each true aid among the candidates (of its own type when typed); 0 = not recommended.

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from gnn_recsys.data.schema import EVENT_TYPE_CODES, EVENT_TYPES
+from gnn_recsys.data.schema import EVENT_TYPE_CODES, EVENT_TYPES, check_type_codes
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ def as_candidates(candidates: pl.DataFrame, name: str = "candidates") -> pl.Data
         if values.null_count():
             row = int(values.is_null().arg_true()[0])
             if column == "type":
-                raise ValueError(
-                    f"{name}: row {row}, field 'type': null in a typed table (typed and untyped rows "
-                    "cannot be mixed; give every row a type, or drop the 'type' column)"
-                )
+                check_type_codes(values, name)  # raises: a null type is an untyped row
             raise ValueError(f"{name}: row {row}, field {column!r}: null value")
         if values.dtype != dtype:
             cast = values.cast(dtype, strict=False)
@@ -89,13 +86,7 @@ def as_candidates(candidates: pl.DataFrame, name: str = "candidates") -> pl.Data
         row = int(bad_rank.arg_true()[0])
         raise ValueError(f"{name}: row {row}, field 'rank': {frame['rank'][row]} (ranks are 1-based)")
     if "type" in schema:
-        bad_type = ~frame["type"].is_in(list(EVENT_TYPE_CODES.values()))
-        if bad_type.any():
-            row = int(bad_type.arg_true()[0])
-            raise ValueError(
-                f"{name}: row {row}, field 'type': unknown event type code {frame['type'][row]} "
-                f"(expected one of {dict(EVENT_TYPE_CODES)})"
-            )
+        check_type_codes(frame["type"], name)
     return frame
 
 
