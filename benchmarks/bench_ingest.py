@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/bench_ingest.py                      # ~530 MB synthetic file in a temp dir
     .venv/bin/python benchmarks/bench_ingest.py --target-mb 1000 --baseline-mb 100
     .venv/bin/python benchmarks/bench_ingest.py --path /data/otto/train.jsonl   # a real OTTO file
+    .venv/bin/python benchmarks/bench_ingest.py --table-only --table-rows 5000000   # event tables only
+    .venv/bin/python benchmarks/bench_ingest.py --table-only --table-path clicks.tsv \
+        --table-format '{"session": "SessionId", "aid": "ItemId", "ts": "Time", "ts_unit": "s"}'
 
 Steps (each in its own subprocess, so every peak RSS is that step's own, DuckDB threads included):
 
@@ -11,9 +14,13 @@ Steps (each in its own subprocess, so every peak RSS is that step's own, DuckDB 
 2. ``ingest``: :func:`ingest_jsonl` on the whole file (DuckDB fast path + verification);
 3. on a slice of the first ``--baseline-mb`` MB: ``ingest`` again, the precise path alone (what a
    file with a bad line costs), and two baselines writing the same parquet: polars ``read_ndjson`` +
-   ``explode``, and an orjson line loop into typed arrays.
+   ``explode``, and an orjson line loop into typed arrays;
+4. event tables: a YOOCHOOSE-like TSV (``SessionId, ItemId, Time`` in fractional seconds,
+   ``EventType`` names, rows in time order so sessions interleave and must be grouped) of
+   ``--table-rows`` generated events, or ``--table-path``: :func:`ingest_event_tables` against a plain
+   typed ``pl.read_csv`` of the same columns (the least any table reader must do).
 
-Ratios compare MB/s measured in this same run on this machine.
+Ratios compare MB/s (rows/s for tables) measured in this same run on this machine.
 """
 
 from __future__ import annotations
@@ -36,9 +43,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gnn_recsys.data import ingest as ingest_module
+from gnn_recsys.data.events_table import TableFormat, ingest_event_tables
 from gnn_recsys.data.ingest import ingest_jsonl
 from gnn_recsys.data.schema import EVENT_SCHEMA, EVENT_TYPE_CODES, EVENT_TYPES
-from gnn_recsys.data.synthetic import SyntheticConfig, write_synthetic_otto
+from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events, write_synthetic_otto
 
 OTTO_TRAIN_SESSIONS, OTTO_TEST_SESSIONS = 12_899_779, 1_671_803
 OTTO_EVENTS = 216_716_096 + 6_928_123  # train + test events of the Kaggle files
@@ -148,6 +156,102 @@ def step_orjson(path: Path) -> dict[str, float]:
     }
 
 
+TABLE_TYPES = {"view": "clicks", "addtocart": "carts", "transaction": "orders"}
+GENERATED_TABLE_FORMAT = {
+    "session": "SessionId",
+    "aid": "ItemId",
+    "ts": "Time",
+    "type": "EventType",
+    "ts_unit": "s",
+    "event_types": TABLE_TYPES,
+}
+
+
+def write_table(path: Path, rows: int, num_items: int, by_time: bool) -> dict[str, float]:
+    """A YOOCHOOSE-like TSV of about ``rows`` synthetic events, in time order or grouped by session."""
+    sessions = max(rows // 15, 1)  # the generator's mean session length is ~15 events
+    config = SyntheticConfig(num_items=num_items, num_train_sessions=sessions, num_test_sessions=0, seed=2)
+    events = synthetic_events(config, "train")
+    names = {
+        code: raw for raw, name in TABLE_TYPES.items() for code, n in enumerate(EVENT_TYPES) if n == name
+    }
+    table = events.select(
+        pl.col("session").alias("SessionId"),
+        pl.col("aid").alias("ItemId"),
+        (pl.col("ts") / 1000).alias("Time"),
+        pl.col("type").replace_strict(names, return_dtype=pl.String).alias("EventType"),
+    )
+    if by_time:
+        table = table.sort("Time", maintain_order=True)
+    table.write_csv(path, separator="\t")
+    return {"rows": events.height, "bytes": path.stat().st_size}
+
+
+def step_table(path: Path, fmt: dict) -> dict[str, float]:
+    cpu = _cpu_s()
+    began = time.perf_counter()
+    tables = ingest_event_tables(path, None, TableFormat(**fmt))
+    return {
+        "seconds": time.perf_counter() - began,
+        "events": tables.train.height,
+        "rows": tables.train_report.lines,
+        "reordered": tables.train_report.repairs.get("reordered_events", 0),
+        "bytes": path.stat().st_size,
+        "engine": tables.train_report.engine,
+        "cpu_s": _cpu_s() - cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+    }  # type: ignore[dict-item]
+
+
+def step_table_baseline(path: Path, fmt: dict) -> dict[str, float]:
+    """Plain typed read of the same columns with no checks, grouping or type mapping."""
+    cpu = _cpu_s()
+    began = time.perf_counter()
+    columns = {fmt["session"]: pl.Int64, fmt["aid"]: pl.Int64, fmt["ts"]: pl.Float64}
+    if fmt.get("type"):
+        columns[fmt["type"]] = pl.String
+    separator = "\t" if path.suffix in (".tsv", ".txt", ".tab") else ","
+    frame = pl.read_csv(path, separator=separator, columns=list(columns), schema_overrides=columns)
+    return {
+        "seconds": time.perf_counter() - began,
+        "events": frame.height,
+        "rows": frame.height,
+        "bytes": path.stat().st_size,
+        "cpu_s": _cpu_s() - cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _table_row(name: str, result: dict[str, float]) -> str:
+    return (
+        f"{name:<34} {result['rows'] / 1e6:6.2f} M rows {result['bytes'] / 1e6:7.1f} MB "
+        f"{result['seconds']:6.2f} s {result['rows'] / result['seconds'] / 1e6:6.2f} M rows/s "
+        f"| cpu {result['cpu_s']:6.2f} s | peak RSS {result['peak_rss_mb']:5.0f} MB"
+    )
+
+
+def bench_tables(folder: Path, table_path: Path | None, fmt: dict | None, rows: int, num_items: int) -> None:
+    if table_path is None:
+        paths = [folder / "events_by_session.tsv", folder / "events_by_time.tsv"]
+        for path in paths:
+            written = write_table(path, rows, num_items, by_time=path.stem.endswith("time"))
+        print(f"tables: {written['rows'] / 1e6:.2f} M events, {written['bytes'] / 1e6:.1f} MB TSV each")
+        fmt = GENERATED_TABLE_FORMAT
+    else:
+        paths = [table_path]
+    spec = json.dumps(fmt or {})
+    for path in paths:
+        baseline = _run_step("table_baseline", str(path), spec)
+        table = _run_step("table", str(path), spec)
+        print(f"\nevent table {path.name}")
+        print(_table_row(f"ingest_event_tables [{table['engine']}]", table))
+        print(_table_row("plain typed pl.read_csv", baseline))
+        print(
+            f"ingest_event_tables / plain read: {table['seconds'] / baseline['seconds']:.2f}x the time "
+            f"(checks, type mapping, ms conversion; grouping moved {table['reordered']:.0f} events)"
+        )
+
+
 # ----------------------------------------------------------------------------------------- driver
 
 
@@ -189,6 +293,10 @@ def main() -> None:
     parser.add_argument("--baseline-mb", type=float, default=100.0, help="slice for the baselines")
     parser.add_argument("--num-items", type=int, default=500_000)
     parser.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
+    parser.add_argument("--table-only", action="store_true", help="measure event tables only")
+    parser.add_argument("--table-rows", type=int, default=2_000_000, help="rows of the generated table")
+    parser.add_argument("--table-path", type=Path, help="an existing event table (default: generate one)")
+    parser.add_argument("--table-format", type=json.loads, help="TableFormat fields as JSON")
     parser.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -200,6 +308,10 @@ def main() -> None:
             result = step_ingest(Path(rest[0]), precise=name == "precise")
         elif name == "polars":
             result = step_polars(Path(rest[0]))
+        elif name == "table":
+            result = step_table(Path(rest[0]), json.loads(rest[1]))
+        elif name == "table_baseline":
+            result = step_table_baseline(Path(rest[0]), json.loads(rest[1]))
         else:
             result = step_orjson(Path(rest[0]))
         print(json.dumps(result))
@@ -207,6 +319,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         folder = Path(tmp)
+        if args.table_only:
+            bench_tables(folder, args.table_path, args.table_format, args.table_rows, args.num_items)
+            return
         path = args.path
         if path is None:
             path = folder / "train.jsonl"
@@ -255,6 +370,7 @@ def main() -> None:
             f"~{OTTO_TRAIN_BYTES / mb_s(full):.0f} s with ingest_jsonl, "
             f"~{OTTO_TRAIN_BYTES / mb_s(results['precise path only (slice)']) / 60:.1f} min on the precise path"
         )
+        bench_tables(folder, args.table_path, args.table_format, args.table_rows, args.num_items)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gnn_recsys.data import ingest as ingest_module
-from gnn_recsys.data.ingest import BadInputError, ingest_jsonl, read_events
+from gnn_recsys.data.ingest import BadInputError, TooManyBadLinesError, ingest_jsonl, read_events
 from gnn_recsys.data.schema import (
     EVENT_SCHEMA,
     EVENT_TYPE_CODES,
@@ -257,6 +258,11 @@ BAD_LINES: dict[str, tuple[str, str, str | None, str]] = {
         None,
         "duplicate key",
     ),
+    # DuckDB accepts trailing commas; strict JSON (and so the precise path) does not: the byte counts
+    # send such a file to the precise path, so a line's fate never depends on the other lines
+    "trailing_comma_event": (_line(7, [_event(1, BAD)] * 2).replace('"clicks"}', '"clicks",}', 1), "malformed_json", None, "malformed JSON"),
+    "trailing_comma_array": (_line(7, [_event(1, BAD)] * 2).replace("}]", "},]"), "malformed_json", None, "malformed JSON"),
+    "trailing_comma_session": (_line(7, [_event(1, BAD)] * 2)[:-1] + ",}", "malformed_json", None, "malformed JSON"),
     "duplicate_adjacent": (_line(2, [_event(1, BAD)] * 2), "duplicate_session", "session", "duplicate session id 2 (first on line 2)"),
     "duplicate_session": (_line(1, [_event(1, BAD)] * 2), "duplicate_session", "session", "duplicate session id 1 (first on line 1)"),
 }  # fmt: skip
@@ -347,6 +353,63 @@ def test_bad_line_deep_in_a_large_file_is_located(tmp_path: Path) -> None:
         BadInputError, match=r"corrupt\.jsonl:2501: field 'events\[0\]\.type': unknown event type 'click'"
     ):
         ingest_jsonl(path, tmp_path / "x.parquet", progress=False)
+
+
+def test_trailing_comma_alone_does_not_pass_the_fast_path(tmp_path: Path) -> None:
+    text = BAD_LINES["trailing_comma_event"][0]
+    with pytest.raises(BadInputError, match=r"alone\.jsonl:1: malformed JSON"):
+        ingest_jsonl(_write(tmp_path, [text], "alone.jsonl"), tmp_path / "x.parquet", progress=False)
+
+
+def test_gzip_is_read_transparently_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    packed = tmp_path / "train.jsonl.gz"
+    packed.write_bytes(gzip.compress(("\n".join(GOOD) + "\n").encode()))
+    fast = ingest_jsonl(packed, tmp_path / "fast.parquet", progress=False)
+    assert fast.engine == "duckdb" and fast.lines == 3
+    assert pl.read_parquet(tmp_path / "fast.parquet").equals(_expected(GOOD))
+    bad = tmp_path / "bad"  # gzip is recognised by its bytes, whatever the name
+    bad.write_bytes(
+        gzip.compress(("\n".join([GOOD[0], BAD_LINES["aid_string"][0], GOOD[1]]) + "\n").encode())
+    )
+    with pytest.raises(BadInputError, match=r"bad:2: field 'events\[0\]\.aid'"):
+        ingest_jsonl(bad, tmp_path / "bad.parquet", progress=False)
+    monkeypatch.setattr(ingest_module, "_fast_path", lambda *args, **kwargs: None)
+    precise = ingest_jsonl(packed, tmp_path / "precise.parquet", progress=False)
+    assert precise.engine == "python"
+    assert pl.read_parquet(tmp_path / "precise.parquet").equals(_expected(GOOD))
+
+
+def test_other_compressions_are_named(tmp_path: Path) -> None:
+    for magic, name in ((b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh91AY", "bzip2"), (b"PK\x03\x04", "zip")):
+        path = tmp_path / "train.jsonl"
+        path.write_bytes(magic + b"\0" * 32)
+        with pytest.raises(ValueError, match=f"{name}-compressed"):
+            ingest_jsonl(path, tmp_path / "x.parquet", on_bad_line="skip", progress=False)
+
+
+def test_skipping_stops_when_too_much_is_rejected(tmp_path: Path) -> None:
+    path, survivors = _bad_file(tmp_path, BAD_LINES["aid_string"][0])  # 1 bad line of 4
+    with pytest.raises(
+        TooManyBadLinesError, match=r"1 of 4 lines \(25\.00%\) were rejected.*max_bad_share=0\.2"
+    ):
+        ingest_jsonl(path, tmp_path / "x.parquet", on_bad_line="skip", max_bad_share=0.2, progress=False)
+    assert not (tmp_path / "x.parquet").exists()
+    report = ingest_jsonl(
+        path, tmp_path / "x.parquet", on_bad_line="skip", max_bad_share=0.25, progress=False
+    )
+    assert report.bad_line_count == 1
+    garbage = tmp_path / "garbage.jsonl"  # not JSON at all: every line is rejected, whatever the share
+    garbage.write_bytes(bytes(range(256)) * 40)
+    rejects = tmp_path / "rejects.jsonl"
+    with pytest.raises(
+        TooManyBadLinesError, match=r"all \d+ lines were rejected \(listed in .*rejects\.jsonl\)"
+    ):
+        ingest_jsonl(
+            garbage, tmp_path / "g.parquet", on_bad_line="skip", rejects_path=rejects, progress=False
+        )
+    assert rejects.read_bytes()
+    with pytest.raises(ValueError, match="max_bad_share"):
+        ingest_jsonl(path, tmp_path / "x.parquet", max_bad_share=1.5)
 
 
 def test_output_is_zstd_parquet_with_contract_types(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ bounded memory, yet a bad line must never slip through and must be reported by f
     session id;
   - byte counts of the raw file taken while DuckDB runs: a canonical OTTO file has exactly
     ``4 * sessions + 8 * events`` double quotes (any string-typed number, extra or duplicate key adds
-    some), ``3 * sessions + events + orders`` letters ``e`` (a ``1e3`` exponent adds one) and no
-    ``.``, ``E``, ``u`` or ``f`` at all (floats, ``true``, ``false``, ``null``).
+    some), ``3 * sessions + events + orders`` letters ``e`` (a ``1e3`` exponent adds one),
+    ``3 * events`` commas (DuckDB accepts trailing commas, strict JSON does not: one adds a comma) and
+    no ``.``, ``E``, ``u`` or ``f`` at all (floats, ``true``, ``false``, ``null``).
 
 * **Precise path** (Python + orjson, :mod:`gnn_recsys.data.validation`): taken only when DuckDB fails or
   the verification finds anything. It re-reads the file line by line, raises :class:`BadInputError`
@@ -25,14 +26,22 @@ bounded memory, yet a bad line must never slip through and must be reported by f
   ``rejects_path`` and logs a warning (``on_bad_line="skip"``). It is the authority: a file that only
   *looks* unusual to the byte counts (e.g. ``\\u`` escapes) is accepted by it.
 
+With ``on_bad_line="skip"``, a file of which more than ``max_bad_share`` of the lines (or every
+line) is rejected stops with :class:`TooManyBadLinesError`: skipping is for a few broken lines, not
+for a file in another format.
+
+gzip-compressed input (recognised by its magic bytes, whatever the name) is read transparently on
+both paths; other compressions (zstd, bzip2, xz, zip) stop with an error that names them.
+
 The output is written to a temporary file next to ``dest_parquet`` and renamed on success, so a
-failed ingest never leaves a partial table behind. Compressed (``.gz``) input is not supported.
+failed ingest never leaves a partial table behind.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import gzip
 import logging
 import os
 import tempfile
@@ -43,7 +52,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import duckdb
 import numpy as np
@@ -60,6 +69,8 @@ from gnn_recsys.data.validation import (
     QUOTES_PER_LINE,
     BadInputError,
     LineProblem,
+    TooManyBadLinesError,
+    check_bad_share,
     check_session_line,
     format_problem,
 )
@@ -74,6 +85,42 @@ _READ_BLOCK = 1 << 22
 _PARQUET_COMPRESSION = "zstd"
 # Bytes that never occur in a canonical OTTO file (see module docstring).
 _FORBIDDEN_BYTES = b".Euf"
+#: Commas on a canonical line: two inside each event object and one after each but the last, plus
+#: the one after the session id.
+COMMAS_PER_EVENT = 3
+# Magic bytes of compressed files: gzip is read transparently, the others are named in an error.
+_MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"PK\x03\x04": "zip",
+}
+
+
+def compression_of(path: str | Path) -> str | None:
+    """``"gzip"``, ``"zstd"``, ``"bzip2"``, ``"xz"`` or ``"zip"`` from the file's magic bytes; else None."""
+    with Path(path).open("rb") as fh:
+        head = fh.read(8)
+    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def open_maybe_gzip(path: Path, compression: str | None) -> BinaryIO:
+    """The file's (decompressed) bytes: gzip is unpacked on the fly, anything else read as is."""
+    if compression == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def check_compression(path: Path) -> str | None:
+    """The compression to read ``path`` with (None or "gzip"); raises for the unsupported ones."""
+    compression = compression_of(path)
+    if compression not in (None, "gzip"):
+        raise ValueError(
+            f"{path}: the file is {compression}-compressed, which ingestion does not read; "
+            "decompress it (or recompress it with gzip, which is read transparently)"
+        )
+    return compression
 
 
 @dataclass
@@ -90,6 +137,8 @@ class IngestReport:
     events_by_type: dict[str, int]
     bad_lines: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Documented repairs, counted (event tables: ``reordered_events``); metrics ``repair_<name>``.
+    repairs: dict[str, int] = field(default_factory=dict)
 
     @property
     def mb_per_s(self) -> float:
@@ -105,6 +154,7 @@ class IngestReport:
         out = {f"{prefix}{k}": float(v) for k, v in raw.items() if isinstance(v, int | float)}
         out.update({f"{prefix}events_{k}": float(v) for k, v in self.events_by_type.items()})
         out.update({f"{prefix}bad_{k}": float(v) for k, v in self.bad_lines.items()})
+        out.update({f"{prefix}repair_{k}": float(v) for k, v in self.repairs.items()})
         out[f"{prefix}bad_lines"] = float(self.bad_line_count)
         out[f"{prefix}mb_per_s"] = self.mb_per_s
         return out
@@ -117,6 +167,7 @@ def ingest_jsonl(
     min_events: int = 2,
     on_bad_line: OnBadLine = "raise",
     rejects_path: str | Path | None = None,
+    max_bad_share: float = 1.0,
     progress: bool = True,
     threads: int = 2,
     memory_limit: str = "512MB",
@@ -127,15 +178,19 @@ def ingest_jsonl(
     ``on_bad_line="raise"`` raises :class:`BadInputError` at the first bad line; ``"skip"`` drops bad
     lines (a repeated session id: the later lines), counts them by reason in the report, logs a
     warning and writes them to ``rejects_path`` (JSONL: ``line``, ``reason``, ``field``, ``message``,
-    ``text``) when given.
+    ``text``) when given; it raises :class:`TooManyBadLinesError` when more than ``max_bad_share`` of
+    the lines, or every line, was rejected.
     """
     if min_events < 1:
         raise ValueError("min_events must be >= 1 (an empty session is never valid)")
     if on_bad_line not in ("raise", "skip"):
         raise ValueError(f"on_bad_line must be 'raise' or 'skip', got {on_bad_line!r}")
+    if not 0.0 <= max_bad_share <= 1.0:
+        raise ValueError(f"max_bad_share must be within 0..1, got {max_bad_share!r}")
     src, dest = Path(path), Path(dest_parquet)
     if not src.is_file():
         raise FileNotFoundError(src)
+    compression = check_compression(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
     size = src.stat().st_size
     began = time.perf_counter()
@@ -149,6 +204,7 @@ def ingest_jsonl(
             src,
             tmp,
             size=size,
+            compression=compression,
             min_events=min_events,
             progress=progress,
             threads=threads,
@@ -159,10 +215,18 @@ def ingest_jsonl(
                 src,
                 tmp,
                 size=size,
+                compression=compression,
                 min_events=min_events,
                 on_bad_line=on_bad_line,
                 rejects_path=rejects_path,
                 progress=progress,
+            )
+            check_bad_share(
+                str(src),
+                report.bad_line_count,
+                report.lines,
+                max_bad_share,
+                rejects_path=str(rejects_path) if rejects_path is not None else None,
             )
         elif rejects_path is not None:
             Path(rejects_path).write_bytes(b"")  # a clean file has no rejects; never leave stale ones
@@ -199,16 +263,18 @@ def _sql_str(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _count_bytes(path: Path, stop: threading.Event) -> dict[str, int]:
-    """Line count and the byte counts behind the canonical-format check (NumPy releases the GIL)."""
-    counts = dict.fromkeys(("newlines", "quotes", "e", "forbidden"), 0)
+def _count_bytes(path: Path, compression: str | None, stop: threading.Event) -> dict[str, int]:
+    """Line count and the byte counts behind the canonical-format check (NumPy and zlib release the
+    GIL); a gzip file is counted decompressed."""
+    counts = dict.fromkeys(("newlines", "quotes", "e", "commas", "forbidden"), 0)
     last = b""
-    with path.open("rb") as fh:
+    with open_maybe_gzip(path, compression) as fh:
         while not stop.is_set() and (block := fh.read(_READ_BLOCK)):
             arr = np.frombuffer(block, dtype=np.uint8)
             counts["newlines"] += int(np.count_nonzero(arr == ord("\n")))
             counts["quotes"] += int(np.count_nonzero(arr == ord('"')))
             counts["e"] += int(np.count_nonzero(arr == ord("e")))
+            counts["commas"] += int(np.count_nonzero(arr == ord(",")))
             for byte in _FORBIDDEN_BYTES:
                 counts["forbidden"] += int(np.count_nonzero(arr == byte))
             last = block[-1:]
@@ -217,7 +283,15 @@ def _count_bytes(path: Path, stop: threading.Event) -> dict[str, int]:
 
 
 def _fast_path(
-    src: Path, tmp: Path, *, size: int, min_events: int, progress: bool, threads: int, memory_limit: str
+    src: Path,
+    tmp: Path,
+    *,
+    size: int,
+    compression: str | None,
+    min_events: int,
+    progress: bool,
+    threads: int,
+    memory_limit: str,
 ) -> IngestReport | None:
     """DuckDB conversion plus verification; ``None`` when the precise path must take over."""
     con = duckdb.connect()
@@ -237,6 +311,7 @@ def _fast_path(
                 FROM (
                     SELECT session, UNNEST(events) AS e
                     FROM read_json({_sql_str(src)}, format = 'newline_delimited', auto_detect = false,
+                        compression = {_sql_str(compression or "none")},
                         columns = {{'session': 'BIGINT',
                                     'events': 'STRUCT(aid BIGINT, ts BIGINT, type VARCHAR)[]'}})
                 )
@@ -244,7 +319,7 @@ def _fast_path(
         """
         stop = threading.Event()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            counting = pool.submit(_count_bytes, src, stop)
+            counting = pool.submit(_count_bytes, src, compression, stop)
             try:
                 _run_with_progress(con, sql, src.name, size, progress)
             except duckdb.Error as exc:
@@ -366,10 +441,12 @@ def _verify_output(
     canonical = (
         byte_counts["quotes"] == QUOTES_PER_LINE * sessions + QUOTES_PER_EVENT * events
         and byte_counts["e"] == 3 * sessions + events + int(per_type[ORDER])
+        and byte_counts["commas"] == COMMAS_PER_EVENT * events
         and byte_counts["forbidden"] == 0
     )
     if not canonical:
-        return None  # string-typed numbers, floats, booleans, nulls or unknown/duplicate keys
+        # string-typed numbers, floats, booleans, nulls, unknown/duplicate keys or trailing commas
+        return None
     return sessions, events, [int(n) for n in per_type]
 
 
@@ -452,6 +529,7 @@ def _precise_path(
     tmp: Path,
     *,
     size: int,
+    compression: str | None,
     min_events: int,
     on_bad_line: OnBadLine,
     rejects_path: str | Path | None,
@@ -470,7 +548,7 @@ def _precise_path(
             rejects = stack.enter_context(Path(rejects_path).open("wb"))
         bar = stack.enter_context(
             tqdm(
-                total=size,
+                total=size if compression is None else None,  # decompressed size is unknown
                 unit="B",
                 unit_scale=True,
                 desc=f"validate {src.name}",
@@ -478,7 +556,7 @@ def _precise_path(
                 disable=not progress,
             )
         )
-        fh = stack.enter_context(src.open("rb"))
+        fh = stack.enter_context(open_maybe_gzip(src, compression))
         for n_lines, raw in enumerate(fh, start=1):  # noqa: B007 (n_lines is used after the loop)
             pending_bytes += len(raw)
             if pending_bytes >= _READ_BLOCK:
@@ -532,4 +610,11 @@ def _precise_path(
     )
 
 
-__all__ = ["BadInputError", "IngestReport", "ingest_jsonl", "read_events"]
+__all__ = [
+    "BadInputError",
+    "IngestReport",
+    "TooManyBadLinesError",
+    "compression_of",
+    "ingest_jsonl",
+    "read_events",
+]

@@ -50,6 +50,9 @@ TS_NOT_MS: Final = "ts_not_ms"
 TS_DECREASING: Final = "ts_decreasing"
 TOO_FEW_EVENTS: Final = "too_few_events"
 DUPLICATE_SESSION: Final = "duplicate_session"
+#: Event tables only: a CSV row that cannot be split into fields (too many fields, broken quoting,
+#: invalid UTF-8).
+MALFORMED_ROW: Final = "malformed_row"
 REASONS: tuple[str, ...] = (
     BLANK_LINE,
     MALFORMED_JSON,
@@ -64,6 +67,7 @@ REASONS: tuple[str, ...] = (
     TS_DECREASING,
     TOO_FEW_EVENTS,
     DUPLICATE_SESSION,
+    MALFORMED_ROW,
 )
 
 _SESSION_KEYS = frozenset(("session", "events"))
@@ -77,11 +81,27 @@ QUOTES_PER_LINE, QUOTES_PER_EVENT = 4, 8
 
 
 class BadInputError(ValueError):
-    """Input that violates the OTTO format; the message names file, 1-based line, field and problem."""
+    """Input that violates the format; the message names file, 1-based line, field and problem.
 
-    def __init__(self, path: str, line: int, reason: str, field: str | None, problem: str) -> None:
+    For event tables (``unit="row"``) ``line`` is the 1-based *data row* (the header is not counted)
+    and ``field`` is the file's own column name.
+    """
+
+    def __init__(
+        self, path: str, line: int, reason: str, field: str | None, problem: str, *, unit: str = "line"
+    ) -> None:
         self.path, self.line, self.reason, self.field, self.problem = path, line, reason, field, problem
-        super().__init__(format_problem(path, line, field, problem))
+        self.unit = unit
+        message = (
+            format_problem(path, line, field, problem)
+            if unit == "line"
+            else format_row_problem(path, line, field, problem)
+        )
+        super().__init__(message)
+
+
+class TooManyBadLinesError(ValueError):
+    """``on_bad_line="skip"`` rejected more than the allowed share of a file (or all of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +121,40 @@ def format_problem(path: str, line: int, field: str | None, problem: str) -> str
     """``train.jsonl:17: field 'events[3].ts': timestamp decreases (... < ...)``."""
     where = f"field '{field}': " if field is not None else ""
     return f"{path}:{line}: {where}{problem}"
+
+
+def format_row_problem(path: str, row: int, column: str | None, problem: str) -> str:
+    """``events.csv: data row 17 (1-based, header not counted): column 'Time': not a number 'x'``."""
+    where = f"column '{column}': " if column is not None else ""
+    return f"{path}: data row {row} (1-based, header not counted): {where}{problem}"
+
+
+def check_bad_share(
+    path: str,
+    bad: int,
+    total: int,
+    max_bad_share: float,
+    *,
+    unit: str = "line",
+    rejects_path: str | None = None,
+) -> None:
+    """Stop a skipping ingest that rejected more than ``max_bad_share`` of ``total``, or all of it.
+
+    Skipping is meant for a few broken lines; a file that is mostly unreadable (another format, a
+    wrong column mapping, an unsupported compression) must stop the run, not yield a near-empty table.
+    """
+    if not bad or not total:
+        return
+    share = bad / total
+    if share <= max_bad_share and bad < total:
+        return
+    what = f"all {total} {unit}s" if bad == total else f"{bad} of {total} {unit}s ({share:.2%})"
+    where = f" (listed in {rejects_path})" if rejects_path is not None else ""
+    raise TooManyBadLinesError(
+        f"{path}: {what} were rejected{where}, more than ingestion.max_bad_share={max_bad_share:g}. "
+        "Is this the right file, format and column mapping? Raise ingestion.max_bad_share to accept "
+        "that many."
+    )
 
 
 def _describe(value: object) -> str:

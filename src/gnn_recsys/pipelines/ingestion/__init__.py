@@ -1,4 +1,5 @@
-"""Raw OTTO-format JSONL (synthetic, Kaggle or user-given) -> typed event tables."""
+"""Raw OTTO-format JSONL (synthetic, Kaggle or user-given) or a user's event table (CSV/TSV or
+parquet) -> typed event tables."""
 
 from .pipeline import create_pipeline
 
