@@ -71,16 +71,10 @@ def test_covisitation_otto_end_to_end(kedro_project: Path) -> None:
 TINY_DGSR = {
     **TINY_DATA,
     "dgsr": {
-        "train": {
-            "embedding_dim": 16,
-            "item_max_length": 8,
-            "user_max_length": 4,
-            "batch_size": 256,
-            "num_negatives": 128,
-            "epochs": 2,
-            "lr": 0.01,
-            "progress": False,
-        },
+        "model": {"embedding_dim": 16, "item_max_length": 8, "user_max_length": 4},
+        "loss": {"num_negatives": 128},
+        "train": {"batch_size": 256, "max_epochs": 2, "warmup_steps": 0, "lr": 0.01, "progress": False},
+        "loader": {"num_workers": 1},
         "inference": {"batch_size": 256},
     },
 }
@@ -110,7 +104,7 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
 
     run = _only_run(kedro_project)
     client = mlflow.MlflowClient()
-    assert run.data.params["dgsr.train.embedding_dim"] == "16"
+    assert run.data.params["dgsr.model.embedding_dim"] == "16"
     assert run.data.metrics["metrics.dgsr.score"] == pytest.approx(models["dgsr"]["score"])
     curve = client.get_metric_history(run.info.run_id, "dgsr.train_loss")
     assert [m.step for m in curve] == [1, 2]
@@ -118,7 +112,7 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     # the trained model is a loadable MLflow model that recommends for new session events
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/dgsr_model")
     events = pl.read_parquet(data / "02_intermediate" / "test_events.parquet").head(30)
-    events = events.with_columns(pl.col("type").cast(pl.Int32)).to_pandas()
+    events = events.to_pandas().astype("int64")  # a plain frame, as a user would send it
     predicted = model.predict(events, params={"k": 5, "event_type": "orders"})
     assert set(predicted["session"]) == set(events["session"])
     assert (predicted.groupby("session").size() == 5).all()

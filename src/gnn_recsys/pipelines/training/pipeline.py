@@ -22,19 +22,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 recommend_dgsr,
-                inputs=["dgsr_model", "local_graph", "local_test_inputs", "params:dgsr.inference"],
+                inputs=["dgsr_model", "local_graph", "local_test_inputs", "params:dgsr"],
                 outputs="candidates_dgsr",
                 name="dgsr_local_candidates",
             ),
             node(
                 recommend_dgsr,
-                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr.inference"],
+                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr"],
                 outputs="test_candidates_dgsr",
                 name="dgsr_test_candidates",
             ),
             node(
                 log_dgsr_to_mlflow,
-                inputs=["dgsr_model", "full_graph"],
+                inputs=["dgsr_model", "full_graph", "params:dgsr.inference"],
                 outputs=None,
                 name="log_dgsr_to_mlflow",
             ),
