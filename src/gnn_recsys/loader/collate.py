@@ -24,6 +24,7 @@ def make_sampler(graph: Any, config: ModelConfig) -> TemporalSubgraphSampler:
         user_max_length=config.user_max_length,
         k_hop=config.num_layers,
         context_window=config.context_window,
+        distinct_sessions=config.distinct_sessions,
     )
 
 

@@ -137,25 +137,72 @@ class SampleConfig:
         return from_mapping(cls, values, "samples")
 
 
-def make_samples(
-    graph: Any, local_test_sessions: np.ndarray, config: SampleConfig
-) -> tuple[SampleSet, SampleSet]:
-    """Training samples (every next event of the local train sessions) and validation samples.
+def hold_out_validation(
+    events: pl.DataFrame, exclude_sessions: np.ndarray, config: SampleConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(visible events, validation targets)``: ``val_fraction`` of the sessions, each cut once.
 
-    Validation holds out ``val_fraction`` of the local *train* sessions whole (none of their events
-    is a training target), each cut once at a seeded random position, as the official protocol cuts
-    test sessions. ``local_test_sessions`` (ids) stay out of validation.
+    Each validation session is cut at a seeded random event that has an earlier event strictly before
+    it (as the official protocol cuts test sessions); that event and everything after it leave the
+    visible events, so no training subgraph -- through any hop or context window -- can see a
+    validation target or what follows it. Targets: ``session, cut_ts, aid, type`` (the cut event).
+    Sessions in ``exclude_sessions`` (the local test sessions) are never chosen.
+    """
+    events = events.select("session", "aid", "ts", "type").sort(["session", "ts"], maintain_order=True)
+    rng = np.random.default_rng(config.seed)
+    first_ts = pl.col("ts").min().over("session")
+    eligible = (
+        events.with_row_index("row")
+        .filter((pl.col("ts") > first_ts) & ~pl.col("session").is_in(np.asarray(exclude_sessions).tolist()))
+        .select("row", "session")
+    )
+    sessions = eligible["session"].unique().sort().to_numpy()
+    all_sessions = events["session"].n_unique() - len(np.asarray(exclude_sessions))
+    size = min(len(sessions), int(all_sessions * config.val_fraction))
+    chosen = np.sort(rng.choice(sessions, size=size, replace=False)) if size else np.zeros(0, np.int64)
+    # One random eligible event per chosen session: the smallest of a random key.
+    candidates = eligible.filter(pl.col("session").is_in(chosen.tolist()))
+    picked = (
+        candidates.with_columns(key=pl.Series(rng.random(candidates.height)))
+        .sort("key")
+        .group_by("session", maintain_order=True)
+        .first()
+    )
+    targets = events.with_row_index("row").join(picked.select("row"), on="row").drop("row")
+    cut_row = picked.select("session", cut=pl.col("row"))
+    visible = (
+        events.with_row_index("row")
+        .join(cut_row, on="session", how="left")
+        .filter(pl.col("cut").is_null() | (pl.col("row") < pl.col("cut")))
+        .drop("row", "cut")
+    )
+    targets = targets.rename({"ts": "cut_ts"}).sort("session")
+    logger.info(
+        "DGSR validation: %d sessions cut, %d of their events hidden from training",
+        targets.height,
+        events.height - visible.height,
+    )
+    return visible, targets
+
+
+def make_samples(
+    graph: Any, local_test_sessions: np.ndarray, val_targets: pl.DataFrame, config: SampleConfig
+) -> tuple[SampleSet, SampleSet]:
+    """Training samples on ``graph`` (built from :func:`hold_out_validation`'s visible events) and
+    the validation samples of ``val_targets``.
+
+    Training targets come from the sessions that are neither validation nor local test sessions:
+    the test file's sessions are never training targets, so neither are the local test sessions'
+    prefixes -- the local score then predicts the submission's (both sessions' prefixes still
+    feed the graph as neighbours).
     """
     rng = np.random.default_rng(config.seed)
-    test_index = graph.session_to_index(np.asarray(local_test_sessions))
-    is_test = np.zeros(graph.num_sessions, dtype=bool)
-    is_test[test_index] = True
-    candidates = np.flatnonzero(~is_test)
-    held_out = rng.choice(candidates, size=int(len(candidates) * config.val_fraction), replace=False)
-    is_val = np.zeros(graph.num_sessions, dtype=bool)
-    is_val[held_out] = True
-
-    train_events = training_sample_events(graph, sessions=np.flatnonzero(~is_val))
+    excluded = np.zeros(graph.num_sessions, dtype=bool)
+    excluded[graph.session_to_index(np.asarray(local_test_sessions))] = True
+    val_index = graph.session_to_index(val_targets["session"].to_numpy())
+    excluded[val_index] = True
+    train_sessions = np.flatnonzero(~excluded)
+    train_events = training_sample_events(graph, sessions=train_sessions)
     cap = config.max_train_samples
     if cap and len(train_events) > cap:
         train_events = np.sort(rng.choice(train_events, size=cap, replace=False))
@@ -164,15 +211,18 @@ def make_samples(
         cut, target = future_target_samples(
             graph,
             config.future_target_types,
-            sessions=np.flatnonzero(~is_val),
+            sessions=train_sessions,
             seed=config.seed,
             cuts_per_event=config.future_cuts_per_event,
         )
         train = SampleSet.concat([train, SampleSet.from_cut_events(graph, cut, target)])
-    val = SampleSet.from_events(
-        graph, training_sample_events(graph, sessions=held_out, max_per_session=1, seed=config.seed)
+    val = SampleSet(
+        val_index,
+        val_targets["cut_ts"].to_numpy(),
+        graph.aid_to_index(val_targets["aid"].to_numpy()),
+        val_targets["type"].to_numpy(),
     )
     logger.info(
-        "DGSR samples: %d train, %d validation (%d held-out sessions)", len(train), len(val), len(held_out)
+        "DGSR samples: %d train (%d sessions), %d validation", len(train), len(train_sessions), len(val)
     )
     return train, val

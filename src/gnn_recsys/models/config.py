@@ -29,6 +29,9 @@ class ModelConfig:
     item_max_length: int = 20  # a session's last items before the cut (paper: 50)
     user_max_length: int = 10  # an item's last sessions before the cut (paper: 50)
     context_window: tuple[int, int] = (2, 2)  # events before/after an edge that define a neighbour session
+    #: The paper's neighbourhood: an item's neighbours are distinct sessions other than the sample's
+    #: own, each at its latest event (else an item's latest events, whatever their session).
+    distinct_sessions: bool = False
     dropout: float = 0.1
     attn_dropout: float | None = None  # None = same as dropout
     readout_last_item: bool = True

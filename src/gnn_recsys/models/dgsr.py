@@ -70,7 +70,8 @@ class DGSR(nn.Module):
         sparse_embedding: sparse gradients for the item table (pair with ``SparseAdam``).
         context_window: (before, after) events that define a neighbour session's initial state; not
             used by the forward pass (the batch carries the windows) but part of the model's input
-            definition, so stored with it for inference.
+            definition, so stored with it for inference; ``distinct_sessions`` likewise (the sampler's
+            neighbourhood rule).
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class DGSR(nn.Module):
         type_heads: bool = False,
         repeat_bonus: bool = False,
         history_length: int | None = None,
+        distinct_sessions: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -100,6 +102,7 @@ class DGSR(nn.Module):
         self.num_layers = num_layers
         self.readout_last_item = readout_last_item
         self.context_window = (int(context_window[0]), int(context_window[1]))
+        self.distinct_sessions = distinct_sessions  # input definition (the sampler's), like context_window
         attn_dropout = dropout if attn_dropout is None else attn_dropout
         self.item_embedding = nn.Embedding(num_items, embedding_dim, sparse=sparse_embedding)
         self.session_bias = nn.Parameter(torch.zeros(embedding_dim))
@@ -299,6 +302,7 @@ class DGSR(nn.Module):
             type_heads=config.type_heads,
             repeat_bonus=config.repeat_bonus,
             history_length=config.history_length if config.repeat_bonus else None,
+            distinct_sessions=config.distinct_sessions,
         )
 
     @property
@@ -311,6 +315,7 @@ class DGSR(nn.Module):
             item_max_length=self.item_max_length,
             user_max_length=self.user_max_length,
             context_window=self.context_window,
+            distinct_sessions=self.distinct_sessions,
             dropout=conv0.msg_dropout.p,
             attn_dropout=conv0.attn_dropout.p,
             readout_last_item=self.readout_last_item,

@@ -289,9 +289,9 @@ def train_dgsr(
                 break
             t0 = time.perf_counter()
             batches.new_epoch(order)
-            lr = learning_rate(config.train, state.step, state.decays)
             train_loss, seen = _train_epoch(run, loss_fn, loader, len(batches), state, config, epoch, amp)
             seconds = time.perf_counter() - t0
+            lr = learning_rate(config.train, state.step - 1, state.decays)  # the epoch's last step
             metrics = {
                 "train_loss": train_loss,
                 "lr": lr,

@@ -13,10 +13,10 @@ import mlflow
 import polars as pl
 
 from gnn_recsys.export.candidates import candidates_frame, typed_candidates
-from gnn_recsys.graph.temporal_graph import TemporalGraph
+from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference.recommend import InferenceConfig, recommend_by_type
 from gnn_recsys.loader.loaders import LoaderConfig
-from gnn_recsys.loader.samples import SampleConfig, SampleSet, make_samples
+from gnn_recsys.loader.samples import SampleConfig, SampleSet, hold_out_validation, make_samples
 from gnn_recsys.models.config import ModelConfig
 from gnn_recsys.models.dgsr import DGSR, NUM_EVENT_TYPES
 from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
@@ -28,13 +28,26 @@ from gnn_recsys.training.fit import train_dgsr
 logger = logging.getLogger(__name__)
 
 
-def make_dgsr_samples(
-    graph: TemporalGraph, local_test_inputs: pl.DataFrame, params: dict[str, Any]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Training and validation samples (:func:`gnn_recsys.loader.samples.make_samples`)."""
-    sessions = local_test_inputs["session"].unique().to_numpy()
-    train, val = make_samples(graph, sessions, SampleConfig.from_dict(params))
-    return train.to_frame(), val.to_frame()
+def make_dgsr_training_data(
+    local_train_events: pl.DataFrame,
+    local_test_inputs: pl.DataFrame,
+    item_vocabulary: pl.DataFrame,
+    params: dict[str, Any],
+) -> tuple[TemporalGraph, pl.DataFrame, pl.DataFrame]:
+    """The training graph without the validation sessions' hidden events, training and validation samples.
+
+    :func:`~gnn_recsys.loader.samples.hold_out_validation` cuts the validation sessions; the graph
+    DGSR trains on holds only what precedes each cut (inference still uses ``local_graph``).
+    """
+    config = SampleConfig.from_dict(params)
+    test_sessions = local_test_inputs["session"].unique().to_numpy()
+    visible, val_targets = hold_out_validation(local_train_events, test_sessions, config)
+    graph = build_temporal_graph(
+        pl.concat([visible, local_test_inputs.select(visible.columns).cast(visible.schema)]),
+        item_aids=item_vocabulary["aid"].to_numpy(),
+    )
+    train, val = make_samples(graph, test_sessions, val_targets, config)
+    return graph, train.to_frame(), val.to_frame()
 
 
 def _log_epoch(epoch: int, metrics: dict[str, float]) -> None:

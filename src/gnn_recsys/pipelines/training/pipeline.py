@@ -2,21 +2,21 @@
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import log_dgsr_to_mlflow, make_dgsr_samples, recommend_dgsr, train_dgsr_model
+from .nodes import log_dgsr_to_mlflow, make_dgsr_training_data, recommend_dgsr, train_dgsr_model
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                make_dgsr_samples,
-                inputs=["local_graph", "local_test_inputs", "params:dgsr.samples"],
-                outputs=["dgsr_train_samples", "dgsr_val_samples"],
-                name="make_dgsr_samples",
+                make_dgsr_training_data,
+                inputs=["local_train_events", "local_test_inputs", "item_vocabulary", "params:dgsr.samples"],
+                outputs=["dgsr_train_graph", "dgsr_train_samples", "dgsr_val_samples"],
+                name="make_dgsr_training_data",
             ),
             node(
                 train_dgsr_model,
-                inputs=["local_graph", "dgsr_train_samples", "dgsr_val_samples", "params:dgsr"],
+                inputs=["dgsr_train_graph", "dgsr_train_samples", "dgsr_val_samples", "params:dgsr"],
                 outputs=["dgsr_model", "dgsr_training_history"],
                 name="train_dgsr",
             ),
