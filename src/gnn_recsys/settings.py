@@ -20,4 +20,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # An environment (conf/quick, conf/otto, conf/local) overrides single keys of the base parameters
+    # (dgsr.train.epochs) without having to repeat the rest of their mapping.
+    "merge_strategy": {"parameters": "soft"},
 }
