@@ -12,10 +12,13 @@ Choices made where the official script is silent or would fail:
 * a type with no labels at all would divide by zero there; here its recall is ``None`` and the total
   is taken over the types that have labels, with their weights renormalised to sum to 1;
 * labelled sessions without candidates count as 0 hits (as in the official script);
-* candidates are cut at ``rank <= k`` first (the official ``prediction[:k]``) and duplicate aids of a
-  session then count once, keeping their best rank;
-* the next-click ranking metrics (HR/NDCG/MRR@K) use the best rank of the true aid among all
-  candidates and are averaged over the sessions that have a click label.
+* a session's list is read the way the submission export writes it (``export.candidates``): each
+  aid once, at its best rank, ordered by rank with ties broken by the smaller aid, then cut at the
+  first ``k`` *positions* (the official ``prediction[:k]``). Ranks only order the list; tied or
+  gapped ranks (30 candidates all at rank 1) can therefore never give more than ``k`` hits, recall
+  stays <= 1, and the local score equals the score of the exported submission file;
+* the next-click ranking metrics (HR/NDCG/MRR@K) use the position of the true aid in that list and
+  are averaged over the sessions that have a click label.
 
 Candidates come in two shapes (docs/architecture.md, "Candidates"): without a ``type`` column one
 ranked list per session serves the three event types; with it, the labels of type ``t`` are looked up
@@ -72,16 +75,34 @@ def _check_candidates(candidates: pl.DataFrame) -> None:
 
 
 def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique (session, aid) keys with the best rank of each, keeping ranks <= ``max_rank``."""
+    """Sorted unique (session, aid) keys with their 1-based position in the session's list.
+
+    The list is the exported one: duplicates keep their best rank, order by (rank, aid), and only the
+    first ``max_rank`` positions are kept; ranks themselves are never trusted to be 1..K.
+    """
     frame = candidates.select(
         pl.col("session").cast(pl.Int32), pl.col("aid").cast(pl.Int32), pl.col("rank").cast(pl.Int64)
-    ).filter(pl.col("rank") <= max_rank)
-    keyed = pl.DataFrame(
-        {"key": _pair_key(frame["session"].to_numpy(), frame["aid"].to_numpy()), "rank": frame["rank"]}
-    ).sort(["key", "rank"])
-    key = keyed["key"].to_numpy()
-    first = np.r_[True, key[1:] != key[:-1]] if key.size else np.zeros(0, dtype=bool)
-    return key[first], keyed["rank"].to_numpy()[first]
+    )
+    key = _pair_key(frame["session"].to_numpy(), frame["aid"].to_numpy())
+    best = (
+        pl.DataFrame({"key": key, "rank": frame["rank"]})
+        .sort(["key", "rank"])
+        .filter((pl.col("key") != pl.col("key").shift(1)).fill_null(True))
+    )
+    best_key = best["key"].to_numpy()
+    # (session, rank, aid) order: the key sorts by (session, aid), so a stable sort by
+    # (session, rank) keeps the smaller aid first among tied ranks.
+    order = np.lexsort((best["rank"].to_numpy(), best_key >> 32))
+    best_key = best_key[order]
+    session = best_key >> 32
+    if session.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+    position = np.arange(session.size) - np.repeat(starts, np.diff(np.r_[starts, session.size])) + 1
+    keep = position <= max_rank
+    kept_key, kept_position = best_key[keep], position[keep]
+    order = np.argsort(kept_key, kind="stable")
+    return kept_key[order], kept_position[order]
 
 
 def _labels_for_scoring(labels: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
