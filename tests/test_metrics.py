@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from gnn_recsys.evaluation.metrics import evaluate, metrics_frame, metrics_table
+from gnn_recsys.export.candidates import to_submission
 
 CLICK, CART, ORDER = 0, 1, 2
 
@@ -356,8 +357,6 @@ def test_tied_and_gapped_ranks_never_give_recall_above_one() -> None:
 @pytest.mark.parametrize("seed", [5, 6])
 def test_local_score_equals_the_exported_submission_score(seed: int) -> None:
     """Duplicates and tied ranks: scoring the exported CSV with the official code gives the same numbers."""
-    from gnn_recsys.export.candidates import to_submission
-
     rng = np.random.default_rng(seed)
     rows = [
         (s, int(rng.integers(1, 8)), int(rng.integers(0, 50)), 0.0, "m")
@@ -366,7 +365,13 @@ def test_local_score_equals_the_exported_submission_score(seed: int) -> None:
     ]
     candidates = pl.DataFrame(
         rows,
-        schema={"session": pl.Int32, "rank": pl.Int32, "aid": pl.Int32, "score": pl.Float32, "model": pl.String},
+        schema={
+            "session": pl.Int32,
+            "rank": pl.Int32,
+            "aid": pl.Int32,
+            "score": pl.Float32,
+            "model": pl.String,
+        },
         orient="row",
     )
     label_rows = [(s, CLICK, int(rng.integers(0, 50))) for s in range(150)]
