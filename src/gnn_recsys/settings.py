@@ -1,18 +1,23 @@
 """Kedro project settings.
 
 Only what differs from Kedro's defaults is set here. kedro-mlflow registers its hooks itself
-(through its entry point), so no ``HOOKS`` are needed.
+(through its entry point); the project's hooks check ``--params`` and name, tag and close the MLflow
+runs (``gnn_recsys.hooks``).
 """
 
 import os
 
 from kedro.config import OmegaConfigLoader
 
+from gnn_recsys.hooks import MlflowRunHook, ParamsValidationHook
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     """``${env:NAME,default}`` in config files: Kedro disables ``oc.env`` outside credentials."""
     return os.environ.get(name, default)
 
+
+HOOKS = (ParamsValidationHook(), MlflowRunHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
