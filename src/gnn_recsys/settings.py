@@ -6,6 +6,7 @@ runs (``gnn_recsys.hooks``).
 """
 
 import os
+import warnings
 
 from kedro.config import OmegaConfigLoader
 
@@ -16,6 +17,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     """``${env:NAME,default}`` in config files: Kedro disables ``oc.env`` outside credentials."""
     return os.environ.get(name, default)
 
+
+# omegaconf 2.4 deprecates register_new_resolver(), which Kedro 1.7 and kedro-mlflow 2.0 still call
+# (five warnings on every run, none about this project). Remove when either moves to register_resolver().
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
 HOOKS = (ParamsValidationHook(), MlflowRunHook())
 

@@ -146,6 +146,48 @@ def _label_ranks(cand_key: np.ndarray, cand_rank: np.ndarray, label_key: np.ndar
     return rank
 
 
+def _label_positions(
+    candidates: pl.DataFrame, labels: pl.DataFrame, max_rank: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels sorted by (type, session, aid), each with its position in the session's list (0 = absent
+    from the first ``max_rank``), and the sessions that have any candidate list."""
+    _check_candidates(candidates)
+    candidate_type = (
+        check_type_codes(candidates["type"], "candidates") if "type" in candidates.columns else None
+    )
+    session, event_type, aid = _labels_for_scoring(labels)
+    label_key = _pair_key(session, aid)
+    if candidate_type is None:
+        cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank)
+        rank = _label_ranks(cand_key, cand_rank, label_key)
+        cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
+    else:
+        # Labels are sorted by type, so each type is a slice; one sorted key array per type's list.
+        rank = np.zeros(label_key.size, dtype=np.int64)
+        type_sessions = []
+        for code in EVENT_TYPE_CODES.values():
+            of_type = event_type == code
+            type_key, type_rank = _candidates_for_scoring(candidates.filter(candidate_type == code), max_rank)
+            rank[of_type] = _label_ranks(type_key, type_rank, label_key[of_type])
+            type_sessions.append(type_key >> 32)
+        cand_sessions = np.unique(np.concatenate(type_sessions)).astype(np.int32)
+    return session, event_type, aid, rank, cand_sessions
+
+
+def label_positions(candidates: pl.DataFrame, labels: pl.DataFrame, max_rank: int = 50) -> pl.DataFrame:
+    """One row per distinct label: ``session, type, aid, position`` (1-based place in the session's
+    list as :func:`evaluate` reads it; 0 when not among the first ``max_rank``).
+
+    The raw material of recall curves and breakdowns: recall@K of type t is the number of rows with
+    ``1 <= position <= K`` over the sum, per session, of ``min(K, labels of t)``.
+    """
+    session, event_type, aid, rank, _ = _label_positions(candidates, labels, max_rank)
+    return pl.DataFrame(
+        {"session": session, "type": event_type, "aid": aid, "position": rank},
+        schema={"session": pl.Int32, "type": pl.Int8, "aid": pl.Int32, "position": pl.Int32},
+    )
+
+
 def evaluate(
     candidates: pl.DataFrame,
     labels: pl.DataFrame,
@@ -171,28 +213,7 @@ def evaluate(
     if k < 1 or any(K < 1 for K in ks):
         raise ValueError(f"evaluate: k and ks must be >= 1, got k={k}, ks={list(ks)}")
     max_rank = max(k, *ks)
-    _check_candidates(candidates)
-    candidate_type = (
-        check_type_codes(candidates["type"], "candidates") if "type" in candidates.columns else None
-    )
-    session, event_type, aid = _labels_for_scoring(labels)
-
-    # Best rank of each true aid among the candidates (of its own type when typed); 0 = not recommended.
-    label_key = _pair_key(session, aid)
-    if candidate_type is None:
-        cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank)
-        rank = _label_ranks(cand_key, cand_rank, label_key)
-        cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
-    else:
-        # Labels are sorted by type, so each type is a slice; one sorted key array per type's list.
-        rank = np.zeros(label_key.size, dtype=np.int64)
-        type_sessions = []
-        for code in EVENT_TYPE_CODES.values():
-            of_type = event_type == code
-            type_key, type_rank = _candidates_for_scoring(candidates.filter(candidate_type == code), max_rank)
-            rank[of_type] = _label_ranks(type_key, type_rank, label_key[of_type])
-            type_sessions.append(type_key >> 32)
-        cand_sessions = np.unique(np.concatenate(type_sessions)).astype(np.int32)
+    session, event_type, _, rank, cand_sessions = _label_positions(candidates, labels, max_rank)
     hit = (rank >= 1) & (rank <= k)
 
     # Per (type, session) groups: the labels are sorted by (type, session).
