@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 TYPES = ("clicks", "carts", "orders")
 
@@ -97,6 +98,7 @@ def training_curves_figure(history: Mapping[str, Any]) -> Figure:
     for ax, title in ((loss_ax, "training loss"), (val_ax, "validation")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if best is not None:
             ax.axvline(best, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best})")
