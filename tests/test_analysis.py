@@ -19,6 +19,7 @@ from gnn_recsys.evaluation.plots import (
     recall_by_length_figure,
     training_curves_figure,
 )
+from gnn_recsys.pipelines.evaluation.nodes import training_curves_plot
 
 CLICK, CART, ORDER = 0, 1, 2
 CANDIDATE_SCHEMA = {
@@ -114,3 +115,23 @@ def test_figures_draw_one_line_per_model_and_type() -> None:
     assert len(recall_by_length_figure(length).axes[0].get_lines()) == 1
     shares = pl.DataFrame({"decile": ["1", "2"], "share": [0.7, 0.3], "model": ["a", "a"]})
     assert len(popularity_figure(shares).axes[0].patches) == 2
+
+
+def test_resumed_epochs_are_logged_again_for_the_rerun() -> None:
+    """A rerun that resumed at epoch 3 logs epochs 1-2 from the history; epoch 3 its loop logged."""
+    history = {
+        "start_epoch": 3,
+        "best_epoch": 3,
+        "epochs": [
+            {"epoch": 1.0, "train_loss": 5.0, "val_recall@20": 0.2},
+            {"epoch": 2.0, "train_loss": 4.0, "val_recall@20": 0.3},
+            {"epoch": 3.0, "train_loss": 3.5, "val_recall@20": 0.35},
+        ],
+    }
+    figure, curves = training_curves_plot(history)
+    assert curves == {
+        "train_loss": [{"value": 5.0, "step": 1}, {"value": 4.0, "step": 2}],
+        "val_recall_at_20": [{"value": 0.2, "step": 1}, {"value": 0.3, "step": 2}],
+    }
+    assert list(figure.axes[0].get_lines()[0].get_ydata()) == [5.0, 4.0, 3.5]
+    assert training_curves_plot(history | {"start_epoch": 1})[1] == {}

@@ -81,6 +81,17 @@ def evaluation_plots(
     )
 
 
-def training_curves_plot(history: dict[str, Any]) -> Figure:
-    """Training loss and validation metrics per epoch, from the training pipeline's history."""
-    return training_curves_figure(history)
+def training_curves_plot(history: dict[str, Any]) -> tuple[Figure, dict[str, list[dict[str, float]]]]:
+    """Training loss and validation metrics per epoch, from the training pipeline's history, and the
+    per-epoch metrics of the epochs a resumed run took from its checkpoint (``epoch < start_epoch``):
+    the training loop logged those in the interrupted run, so without them this run's curves would
+    start in the middle."""
+    resumed = [row for row in history.get("epochs", []) if row["epoch"] < history.get("start_epoch", 1)]
+    curves: dict[str, list[dict[str, float]]] = {}
+    for row in resumed:
+        for name, metric in mlflow_metrics(row, step=int(row["epoch"])).items():
+            if name != "epoch":
+                curves.setdefault(name, []).append(metric)
+    if resumed:
+        logger.info("Logging the curves of %d epochs resumed from the checkpoint", len(resumed))
+    return training_curves_figure(history), curves

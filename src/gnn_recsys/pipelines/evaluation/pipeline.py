@@ -39,7 +39,7 @@ def create_pipeline(models: Sequence[str] = ("popularity", "covisitation"), **kw
             node(
                 training_curves_plot,
                 inputs="dgsr_training_history",
-                outputs="dgsr_training_curves_plot",
+                outputs=["dgsr_training_curves_plot", "dgsr_resumed_epoch_metrics"],
                 name="dgsr_training_curves_plot",
             )
         )
