@@ -112,6 +112,8 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     assert run.data.metrics["metrics.dgsr.score"] == pytest.approx(models["dgsr"]["score"])
     curve = client.get_metric_history(run.info.run_id, "dgsr.train_loss")
     assert [m.step for m in curve] == [1, 2]
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/dgsr_training_curves.png" in plots and "plots/recall_at_k.png" in plots
     assert "local_graph.num_events" in run.data.metrics
     # the trained model is a loadable MLflow model that recommends for new session events
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/dgsr_model")
