@@ -165,3 +165,17 @@ def test_history_bonus_sampled_over_every_item_equals_the_full_softmax_with_bonu
     torch.testing.assert_close(
         full_softmax_loss(query[:1], target[:1], items, (history_items[:1], bonus[:1])), row0
     )
+
+
+def test_repeated_candidates_count_once() -> None:
+    """Candidates are sorted but not de-duplicated (a fixed shape, no host sync): repeats must not count."""
+    g = torch.Generator().manual_seed(3)
+    query, items = torch.randn(5, 4, generator=g), torch.randn(30, 4, generator=g)
+    target = torch.tensor([1, 2, 2, 7, 9])
+    distinct = torch.tensor([0, 2, 3, 7, 11, 20])
+    repeated = torch.tensor([0, 0, 2, 3, 3, 3, 7, 11, 20, 20])
+    log_q = -torch.rand(30, generator=g)
+    history = (torch.tensor([[3, -1], [0, 20], [-1, -1], [7, 11], [20, 20]]), torch.rand(5, 2, generator=g))
+    want = sampled_softmax_loss(query, target, items, distinct, log_q[distinct], history=history)
+    got = sampled_softmax_loss(query, target, items, repeated, log_q[repeated], history=history)
+    torch.testing.assert_close(got, want)

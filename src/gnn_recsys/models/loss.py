@@ -10,7 +10,7 @@ popular items, each logit is corrected by ``- log Q(i)`` where ``Q(i)`` is the p
 
     Q(i) = 1 - (1 - p_i)^B (1 - q_i)^S      (p = target frequency: in-batch draws, q: shared draws)
 
-Candidates are de-duplicated (``Q`` is an inclusion probability, so each item counts once), and an
+Each candidate item counts once (``Q`` is an inclusion probability; repeats are masked), and an
 accidental hit -- a candidate equal to the row's own target -- is masked out so the positive is never
 also a negative. The positive itself is always present, so its logit is *not* corrected: then
 ``exp(s_t) + sum_{i in C, i != t} exp(s_i) / Q(i)`` is the Horvitz-Thompson estimate of the full
@@ -44,10 +44,10 @@ def sampled_softmax_loss(
     history: tuple[Tensor, Tensor] | None = None,
     weight: Tensor | None = None,
 ) -> Tensor:
-    """Mean cross entropy of each target against de-duplicated ``candidates`` (logits ``- log Q``).
+    """Mean cross entropy of each target against the distinct ``candidates`` (logits ``- log Q``).
 
-    Shapes: ``query [B, d]``, ``target [B]``, ``item_embedding [N, d]``, ``candidates [C]`` (distinct,
-    sorted item indices), ``candidate_log_q [C]``, ``target_log_q [B]`` (defaults to 0). ``sparse``
+    Shapes: ``query [B, d]``, ``target [B]``, ``item_embedding [N, d]``, ``candidates [C]`` (sorted item
+    indices; a repeated index counts once), ``candidate_log_q [C]``, ``target_log_q [B]`` (defaults to 0). ``sparse``
     makes the gradient of ``item_embedding`` a sparse tensor (for ``SparseAdam``).
 
     ``history = (items [B, H] (-1 = padding), bonus [B, H])`` adds a per-row score bonus to those items.
@@ -65,7 +65,11 @@ def sampled_softmax_loss(
     if target_log_q is not None:
         positive = positive - target_log_q
     negative = (query @ candidate_emb.T).float() - candidate_log_q
-    negative = negative.masked_fill(candidates.unsqueeze(0) == target.unsqueeze(1), float("-inf"))
+    # Accidental hits, and repeats of a candidate drawn twice (candidates are sorted, not de-duplicated:
+    # a fixed shape needs no host synchronisation), leave the softmax.
+    repeat = torch.zeros_like(candidates, dtype=torch.bool)
+    repeat[1:] = candidates[1:] == candidates[:-1]
+    negative = negative.masked_fill((candidates.unsqueeze(0) == target.unsqueeze(1)) | repeat, float("-inf"))
     parts = [positive.unsqueeze(1), negative]
     if history is not None:
         items, bonus = history
@@ -75,9 +79,10 @@ def sampled_softmax_loss(
         # history items among the sampled candidates: counted exactly below instead
         column = torch.searchsorted(candidates, items.clamp(min=0)).clamp(max=candidates.shape[0] - 1)
         sampled = valid & (candidates[column] == items)
-        row = torch.arange(batch, device=items.device).unsqueeze(1).expand_as(items)
-        negative = negative.index_put(
-            (row[sampled], column[sampled]), torch.tensor(float("-inf"), device=items.device)
+        # -inf where sampled, 0 elsewhere (added to column 0: harmless), without a data-dependent shape
+        penalty = torch.where(sampled, float("-inf"), 0.0).to(negative.dtype)
+        negative = negative + torch.zeros_like(negative).scatter_add(
+            1, torch.where(sampled, column, 0), penalty
         )
         history_emb = rows[batch + candidates.shape[0] :].view(*items.shape, -1)
         history_logit = torch.einsum("bd,bhd->bh", query, history_emb).float() + bonus.float()
@@ -102,10 +107,14 @@ def add_history_bonus(scores: Tensor, history: tuple[Tensor, Tensor] | None, off
     if history is None:
         return scores
     items, bonus = history
+    width = scores.shape[1]
     local = items - offset
-    inside = (items >= 0) & (local >= 0) & (local < scores.shape[1])
-    row = torch.arange(items.shape[0], device=items.device).unsqueeze(1).expand_as(items)
-    return scores.index_put((row[inside], local[inside]), bonus[inside].to(scores.dtype), accumulate=True)
+    inside = (items >= 0) & (local >= 0) & (local < width)
+    row = torch.arange(items.shape[0], device=items.device).unsqueeze(1)
+    # Flat positions; entries outside this block add 0 to position 0, so no boolean indexing (no sync).
+    flat = torch.where(inside, row * width + local, 0).reshape(-1)
+    values = torch.where(inside, bonus.to(scores.dtype), 0.0).reshape(-1)
+    return scores.reshape(-1).index_add(0, flat, values).view_as(scores)
 
 
 def full_softmax_loss(
@@ -195,7 +204,7 @@ class SampledSoftmaxLoss(nn.Module):
         parts = [target] if self.in_batch else []
         if self.num_negatives > 0:
             parts.append(self.sample_negatives(generator).to(target.device))
-        candidates = torch.unique(torch.cat(parts))
+        candidates = torch.sort(torch.cat(parts)).values  # repeats are masked in the loss
         batch_size = int(target.shape[0])
         return sampled_softmax_loss(
             query,

@@ -19,7 +19,6 @@ and counted in a warning; a session left without events gets no rows. The output
 contract's columns ``session, rank, aid, score`` (rank 1 = best).
 """
 
-
 import json
 import logging
 import tempfile
