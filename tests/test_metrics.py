@@ -388,3 +388,20 @@ def test_local_score_equals_the_exported_submission_score(seed: int) -> None:
     assert result["recall@20_clicks"] == pytest.approx(expected["clicks"])
     assert result["recall@20_orders"] == pytest.approx(expected["orders"])
     assert result["recall@20_orders"] <= 1.0
+
+
+def test_repeat_and_new_labels_are_scored_apart() -> None:
+    # Session 1 saw aids 5 and 6; session 2 saw 7. Orders 5 (repeat), 9 (new); click 7 (repeat).
+    history = pl.DataFrame(
+        {"session": [1, 1, 2], "aid": [5, 6, 7]}, schema={"session": pl.Int32, "aid": pl.Int32}
+    )
+    labels = labels_frame([(1, 2, 5), (1, 2, 9), (2, 0, 7), (2, 2, 8)])
+    lists = {1: [9, 1, 2], 2: [7, 8]}
+    got = evaluate(candidates_frame(lists), labels, k=20, history=history)
+    assert got["share_repeat_orders"] == pytest.approx(1 / 3)  # 5 is a repeat; 9 and 8 are new
+    assert got["hit@20_orders_repeat"] == 0.0  # 5 is not in session 1's list
+    assert got["hit@20_orders_new"] == 1.0  # 9 and 8 both are
+    assert got["share_repeat_clicks"] == 1.0 and got["hit@20_clicks_repeat"] == 1.0
+    assert got["hit@20_clicks_new"] is None
+    assert "share_repeat_carts" not in got  # no cart labels
+    assert "hit@20_orders_repeat" not in evaluate(candidates_frame(lists), labels, k=20)  # no history given

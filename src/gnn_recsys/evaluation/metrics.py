@@ -194,8 +194,15 @@ def evaluate(
     *,
     k: int = 20,
     ks: Sequence[int] = (20,),
+    history: pl.DataFrame | None = None,
 ) -> dict[str, MetricValue]:
     """Score one model's ranked candidates against the long label table.
+
+    With ``history`` (the test sessions' observed events: ``session``, ``aid``) the labels split into
+    *repeats* (the aid is already in the session) and *new* items, and ``hit@{k}_{type}_repeat`` /
+    ``hit@{k}_{type}_new`` give the share of each found in the first ``k`` (label level, not capped
+    per session), with ``share_repeat_{type}``: where a model finds its hits, and whether it loses
+    the session's own items.
 
     Without a ``type`` column the same ranked list serves the three event types; with one (codes of
     ``gnn_recsys.data.schema``), each type's labels are scored against that type's list only and the
@@ -213,7 +220,7 @@ def evaluate(
     if k < 1 or any(K < 1 for K in ks):
         raise ValueError(f"evaluate: k and ks must be >= 1, got k={k}, ks={list(ks)}")
     max_rank = max(k, *ks)
-    session, event_type, _, rank, cand_sessions = _label_positions(candidates, labels, max_rank)
+    session, event_type, aid, rank, cand_sessions = _label_positions(candidates, labels, max_rank)
     hit = (rank >= 1) & (rank <= k)
 
     # Per (type, session) groups: the labels are sorted by (type, session).
@@ -258,6 +265,18 @@ def evaluate(
         result[f"hr@{K}"] = float(in_top.mean())
         result[f"ndcg@{K}"] = float(np.where(in_top, 1.0 / np.log2(safe + 1.0), 0.0).mean())
         result[f"mrr@{K}"] = float(np.where(in_top, 1.0 / safe, 0.0).mean())
+
+    if history is not None:
+        _check_columns(history, "history", ("session", "aid"))
+        seen = np.unique(_pair_key(history["session"].to_numpy(), history["aid"].to_numpy()))
+        is_repeat = np.isin(_pair_key(session, aid), seen)
+        for name, code in EVENT_TYPE_CODES.items():
+            of_type = event_type == code
+            if not of_type.any():
+                continue
+            result[f"share_repeat_{name}"] = float(is_repeat[of_type].mean())
+            for part, mask in (("repeat", of_type & is_repeat), ("new", of_type & ~is_repeat)):
+                result[f"hit@{k}_{name}_{part}"] = float(hit[mask].mean()) if mask.any() else None
 
     labelled = np.unique(session)
     result["n_sessions"] = int(labelled.size)

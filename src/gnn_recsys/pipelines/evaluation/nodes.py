@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_models(
-    labels: pl.DataFrame, params: dict[str, Any], **candidates: pl.DataFrame
+    labels: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any], **candidates: pl.DataFrame
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], str]:
     """Score each model's candidates for the local test sessions against the held-out labels.
 
@@ -35,7 +35,7 @@ def evaluate_models(
     logged as NaN) and a printable side-by-side table.
     """
     results = {
-        model: evaluate(frame, labels, k=params["k"], ks=tuple(params["ks"]))
+        model: evaluate(frame, labels, k=params["k"], ks=tuple(params["ks"]), history=test_inputs)
         for model, frame in candidates.items()
     }
     table = metrics_table(results)

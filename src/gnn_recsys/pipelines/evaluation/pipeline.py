@@ -17,7 +17,12 @@ def create_pipeline(models: Sequence[str] = ("popularity", "covisitation"), **kw
     nodes = [
         node(
             evaluate_models,
-            inputs={"labels": "local_test_labels", "params": "params:evaluation"} | candidates,
+            inputs={
+                "labels": "local_test_labels",
+                "test_inputs": "local_test_inputs",
+                "params": "params:evaluation",
+            }
+            | candidates,
             outputs=["metrics_report", "metrics", "metrics_table"],
             name="evaluate_models",
         ),
