@@ -8,7 +8,6 @@ from collections import defaultdict
 import numpy as np
 import polars as pl
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,25 +257,6 @@ def test_context_window_alone_and_after_the_fact() -> None:
     assert np.array_equal(wider[:, 1:], context[:, :2])
     with pytest.raises(ValueError, match="even hops"):
         context_events(graph, batch, 1)
-
-
-def test_torch_backend_matches_numpy() -> None:
-    graph = random_graph(6)
-    sessions, cuts = some_samples(graph, 6)
-    numpy_batch = TemporalSubgraphSampler(graph, 3, 4, 3).sample(sessions, cuts)
-    torch_batch = TemporalSubgraphSampler(graph, 3, 4, 3, backend="torch").sample(
-        torch.from_numpy(sessions), torch.from_numpy(cuts)
-    )
-    assert isinstance(torch_batch.hops[0].node, torch.Tensor)
-    for a, b in zip(numpy_batch.hops, torch_batch.hops, strict=True):
-        for name in ("node", "parent", "order", "event", "ts", "context"):
-            left, right = getattr(a, name), getattr(b, name)
-            if left is None:
-                assert right is None
-            else:
-                assert np.array_equal(left, right.numpy()), name
-    converted = numpy_batch.to_torch()
-    assert torch.equal(converted.hops[1].event, torch_batch.hops[1].event)
 
 
 def test_sampler_pickles_with_a_memory_mapped_graph(tmp_path) -> None:

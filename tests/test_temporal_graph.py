@@ -9,7 +9,6 @@ from collections import defaultdict
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 
@@ -186,15 +185,6 @@ def test_save_load_mmap_and_pickle_by_path(tmp_path) -> None:
     assert np.array_equal(in_memory.ev_item, graph.ev_item)
     with pytest.raises(FileNotFoundError):
         TemporalGraph.load(tmp_path / "missing")
-
-
-def test_to_torch_keeps_values_and_dtypes() -> None:
-    graph = build_temporal_graph(random_events(10))
-    tensors = graph.to_torch("cpu")
-    assert tensors["ev_item"].dtype == torch.int32
-    assert tensors["ev_type"].dtype == torch.int8
-    for name, array in graph.arrays().items():
-        assert np.array_equal(tensors[name].numpy(), array), name
 
 
 def test_validate_detects_broken_order() -> None:

@@ -25,9 +25,9 @@ per sample). Here every hop of a whole batch is a handful of array passes:
    ``repeat`` of per-parent values minus a running ``arange`` gives every child's position and
    ``order``; gathers give node, event and ts.
 
-The same code runs on NumPy arrays (default; fastest on CPU, picklable, works on memory-mapped
-graphs in DataLoader workers) and on torch tensors on CPU or CUDA (``backend="torch"``): the
-algorithm is written once against a tiny array-ops shim (:class:`_NumpyOps`, :class:`_TorchOps`).
+It runs on NumPy arrays, in the DataLoader workers next to ``make_batch`` (picklable, works on
+memory-mapped graphs). A torch/CUDA variant was removed: the batch builder needs NumPy, so its
+output could not feed the model; a GPU sampler would have to move ``make_batch`` with it.
 
 Measured by ``benchmarks/bench_sampler.py`` (10.5M events, 1024-sample batches, k_hop=2,
 item/user_max_length 50/20, ~336 edges per sample, one process): ~180k samples/s (~60M edges/s)
@@ -39,11 +39,10 @@ read of each hop-2 node's session neighbours for the context window.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import torch
 
 from gnn_recsys.graph.temporal_graph import (
     ITEM_EVENT,
@@ -65,7 +64,7 @@ _PROBE = 4
 class Hop:
     """One hop of a batch of computation trees, compressed to valid children only.
 
-    Arrays are int64 (NumPy or torch, as produced by the sampler's backend), all of length ``N_h``
+    Arrays are int64 NumPy arrays, all of length ``N_h``
     (on even hops ``node``/``event``/``ts`` are column views of one gathered block, so they may be
     non-contiguous):
     ``node`` (item index on odd hops, session index on even hops), ``parent`` (index into the
@@ -116,42 +115,15 @@ class SubgraphBatch:
             sample = sample[self.hops[level].parent]
         return sample
 
-    def to_torch(self, device: Any = "cpu") -> SubgraphBatch:
-        """Same batch with every array as a torch tensor on ``device``."""
-
-        def convert(value: Any) -> Any:
-            if value is None:
-                return None
-            if isinstance(value, torch.Tensor):
-                return value.to(device)
-            return torch.from_numpy(np.ascontiguousarray(value)).to(device)
-
-        hops = [
-            Hop(
-                **{name: convert(getattr(hop, name)) for name in ("node", "parent", "order", "event", "ts")},
-                context=convert(hop.context),
-            )
-            for hop in self.hops
-        ]
-        return replace(
-            self,
-            session=convert(self.session),
-            cut_ts=convert(self.cut_ts),
-            hops=hops,
-            target=convert(self.target),
-        )
-
 
 def _like(reference: Any, array: np.ndarray) -> Any:
-    """``array`` as the same kind of array (NumPy or torch, same device) as ``reference``."""
-    if isinstance(reference, np.ndarray):
-        return array
-    return torch.from_numpy(array).to(reference.device)
+    """``array`` (kept as a seam for array kinds; NumPy only today)."""
+    return array
 
 
 # ---------------------------------------------------------------------- array-ops shim
 class _NumpyOps:
-    """The few operations whose spelling differs between NumPy and torch."""
+    """The array operations the sampler uses, in one place (bounds-checked and unchecked gathers)."""
 
     name = "numpy"
 
@@ -223,67 +195,6 @@ class _NumpyOps:
         return np.empty((rows, columns), dtype=np.int64)
 
 
-class _TorchOps:
-    """Torch spelling of :class:`_NumpyOps` (CPU or CUDA tensors)."""
-
-    name = "torch"
-
-    def __init__(self, device: Any) -> None:
-        self.torch = torch
-        self.device = torch.device(device)
-        self._arange = torch.arange(0, dtype=torch.int64, device=self.device)
-
-    def int64(self, values: Any) -> Any:
-        torch = self.torch
-        if isinstance(values, torch.Tensor):
-            return values.to(device=self.device, dtype=torch.int64)
-        return torch.as_tensor(np.asarray(values).astype(np.int64, copy=False), device=self.device)
-
-    def arange(self, n: int) -> Any:
-        if n > len(self._arange):
-            self._arange = self.torch.arange(
-                max(n, 2 * len(self._arange)), dtype=self.torch.int64, device=self.device
-            )
-        return self._arange[:n]
-
-    def repeat(self, values: Any, counts: Any, total: int) -> Any:
-        return self.torch.repeat_interleave(values, counts, output_size=total)
-
-    def cumsum(self, values: Any) -> Any:
-        return self.torch.cumsum(values, 0)
-
-    def take(self, array: Any, index: Any) -> Any:
-        if index.dim() == 1:
-            return self.torch.index_select(array, 0, index)
-        return self.torch.index_select(array, 0, index.reshape(-1)).reshape(*index.shape, *array.shape[1:])
-
-    def take64(self, array: Any, index: Any) -> Any:
-        return self.take(array, index).to(self.torch.int64)
-
-    def take_unchecked(self, array: Any, index: Any) -> Any:
-        return self.take(array, self.torch.clamp(index, 0, len(array) - 1))
-
-    def maximum(self, a: Any, b: Any) -> Any:
-        return self.torch.maximum(a, b)
-
-    def where(self, condition: Any, a: Any, b: Any) -> Any:
-        return self.torch.where(condition, a, b)
-
-    def nonzero(self, mask: Any) -> Any:
-        return self.torch.nonzero(mask).reshape(-1)
-
-    def empty(self, n: int) -> Any:
-        return self.torch.empty(n, dtype=self.torch.int64, device=self.device)
-
-    def shifted_or_minus_one(self, out: Any, shifted: Any, valid: Any) -> None:
-        self.torch.mul(shifted, valid, out=out)
-        out.sub_(1)
-
-    def empty_2d(self, rows: int, columns: int) -> Any:
-        return self.torch.empty((rows, columns), dtype=self.torch.int64, device=self.device)
-
-
-# ---------------------------------------------------------------------- core steps
 def _search_after(ops: Any, sorted_ts: Any, lo: Any, end: Any, cut: Any) -> Any:
     """First position ``p`` in ``[lo, end]`` with ``p == end`` or ``sorted_ts[p] >= cut``.
 
@@ -418,10 +329,9 @@ class TemporalSubgraphSampler:
     ``context_window=(before, after)`` (default ``(2, 2)``; ``None`` to skip) adds ``Hop.context``
     on even hops: the events around each session node's edge event, for its initial state.
 
-    ``backend="numpy"`` (default; fastest on CPU and what DataLoader workers should use) returns
-    NumPy arrays; ``backend="torch"`` runs the same algorithm with torch ops on ``device`` (CPU or
-    CUDA) and returns tensors. The sampler pickles cheaply when the graph is memory-mapped (only
-    the folder path travels); torch tensors of the graph are created lazily in each process.
+    ``distinct_sessions=True`` gives the paper's neighbourhood: an item's children are distinct
+    sessions other than the sample's own, each at its latest event before the cut. The sampler
+    pickles cheaply when the graph is memory-mapped (only the folder path travels).
     """
 
     def __init__(
@@ -432,8 +342,6 @@ class TemporalSubgraphSampler:
         k_hop: int = 3,
         *,
         context_window: tuple[int, int] | None = (2, 2),
-        backend: Literal["numpy", "torch"] = "numpy",
-        device: Any = "cpu",
         distinct_sessions: bool = False,
     ) -> None:
         for name, value in (
@@ -448,17 +356,11 @@ class TemporalSubgraphSampler:
             if int(before) < 0 or int(after) < 0:
                 raise ValueError(f"context_window must be two non-negative ints, got {context_window}")
             context_window = (int(before), int(after))
-        if backend not in ("numpy", "torch"):
-            raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
         self.graph = graph
         self.item_max_length = int(item_max_length)
         self.user_max_length = int(user_max_length)
         self.k_hop = int(k_hop)
         self.context_window = context_window
-        if distinct_sessions and backend != "numpy":
-            raise ValueError("distinct_sessions is implemented for the numpy backend only")
-        self.backend = backend
-        self.device = str(device)
         self.distinct_sessions = distinct_sessions
         self._ops: Any = None
         self._arrays: dict[str, Any] | None = None
@@ -471,12 +373,8 @@ class TemporalSubgraphSampler:
 
     def _prepare(self) -> tuple[Any, dict[str, Any]]:
         if self._arrays is None:
-            if self.backend == "numpy":
-                self._ops = _NumpyOps()
-                self._arrays = {name: np.asarray(a) for name, a in self.graph.arrays().items()}
-            else:
-                self._ops = _TorchOps(self.device)
-                self._arrays = self.graph.to_torch(self.device)
+            self._ops = _NumpyOps()
+            self._arrays = {name: np.asarray(a) for name, a in self.graph.arrays().items()}
             # The item view's ts column, searched in place (a strided view, no copy).
             self._arrays["item_ts"] = self._arrays["item_view"][:, ITEM_TS]
         return self._ops, self._arrays
@@ -577,7 +475,7 @@ def _context(
     later than ``event`` (< cut), so only the session start bounds them; later ones need their ts,
     the one random read per node here (the ``after`` of them share a cache line). Built column
     by column: NumPy ufuncs over an ``[N, 4]`` broadcast pay their loop overhead per row. The result
-    is a transposed view (column-major), which NumPy and torch index like any ``[N, W]`` array.
+    is a transposed view (column-major), which NumPy indexes like any ``[N, W]`` array.
     """
     context = ops.empty_2d(before + after, len(event))  # filled row by row, returned transposed
     steps = [step for step in range(-before, after + 1) if step]

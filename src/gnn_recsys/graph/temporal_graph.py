@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -234,20 +232,6 @@ class TemporalGraph:
         if self.source_dir is not None:
             return (TemporalGraph.load, (self.source_dir, True))
         return (_rebuild, (self.arrays(),))
-
-    def to_torch(self, device: Any = "cpu") -> dict[str, Any]:
-        """The arrays as torch tensors on ``device`` (same dtypes), for the GPU sampling/model path.
-
-        On CPU the tensors share memory with the (possibly read-only, memory-mapped) arrays; they
-        must be treated as read-only.
-        """
-        tensors = {}
-        for name, array in self.arrays().items():
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                tensor = torch.from_numpy(np.asarray(array))
-            tensors[name] = tensor.to(device)
-        return tensors
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
