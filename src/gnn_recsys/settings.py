@@ -1,7 +1,7 @@
 """Kedro project settings.
 
 Only what differs from Kedro's defaults is set here. kedro-mlflow registers its hooks itself
-(through its entry point); ``HOOKS`` only swaps kedro-viz's statistics hook for one that knows polars.
+(through its entry point), so no ``HOOKS`` are needed.
 """
 
 import os
@@ -22,15 +22,17 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
 }
 
-# kedro-viz (a dev tool, absent from a bare runtime install) collects dataset statistics for the viz
-# panel; its hook knows only pandas, ours adds polars, so the plugin's hooks are replaced by ours and
-# a fresh instance of its run-status hook.
+# kedro-viz (a dev tool, absent from a bare runtime install) collects dataset statistics for its
+# metadata panel; its hook knows only pandas, ours adds polars, so the plugin's hooks are replaced by
+# ours and a fresh instance of its run-status hook.
 try:
     from kedro_viz.integrations.kedro.run_hooks import PipelineRunStatusHook
 
-    from gnn_recsys.hooks import PolarsDatasetStatsHook
+    from gnn_recsys.viz_stats import PolarsDatasetStatsHook
 except ImportError:  # pragma: no cover - kedro-viz not installed
-    HOOKS: tuple = ()
+    VIZ_HOOKS: tuple = ()
 else:
-    HOOKS = (PolarsDatasetStatsHook(), PipelineRunStatusHook())
+    VIZ_HOOKS = (PolarsDatasetStatsHook(), PipelineRunStatusHook())
     DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+
+HOOKS = VIZ_HOOKS
