@@ -14,6 +14,8 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+HOOKS: tuple = ()  # the project's hooks; kedro-viz's statistics hooks are appended at the end
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -35,4 +37,4 @@ else:
     VIZ_HOOKS = (PolarsDatasetStatsHook(), PipelineRunStatusHook())
     DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
 
-HOOKS = VIZ_HOOKS
+HOOKS = (*HOOKS, *VIZ_HOOKS)
