@@ -1,5 +1,6 @@
 # Two entry points do all set-up on a fresh machine (Python 3.11 + pip):
 #   make run   -> creates/updates .venv, installs the project, runs the main pipeline on the default data
+#   make quick -> the same pipeline on a small synthetic dataset (conf/quick) in well under a minute
 #   make test  -> the same plus dev tools, then lint and the whole test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +9,7 @@ PIPELINE ?= dgsr_otto
 export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := 1
 
-.PHONY: run test install install-dev lint format viz mlflow-ui lock clean-data
+.PHONY: run quick test install install-dev lint format viz mlflow-ui lock clean-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,10 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/kedro run --pipeline=$(PIPELINE)
+	$(BIN)/kedro run --pipelines=$(PIPELINE)
+
+quick: install
+	$(BIN)/kedro run --env quick --pipelines=$(PIPELINE)
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from gnn_recsys.models.loss import (
     FullSoftmaxLoss,
+    LossConfig,
     SampledSoftmaxLoss,
     full_softmax_loss,
     make_loss,
@@ -125,10 +126,16 @@ def test_sparse_gradient_equals_the_dense_one() -> None:
 
 
 def test_make_loss_and_bad_arguments() -> None:
-    assert isinstance(make_loss("full", np.ones(3)), FullSoftmaxLoss)
-    assert isinstance(make_loss("sampled", np.ones(3), num_negatives=2), SampledSoftmaxLoss)
-    with pytest.raises(ValueError, match="loss must be"):
-        make_loss("hinge", np.ones(3))
+    assert isinstance(make_loss(LossConfig(kind="full"), np.ones(3)), FullSoftmaxLoss)
+    assert isinstance(make_loss(LossConfig(kind="sampled", num_negatives=2), np.ones(3)), SampledSoftmaxLoss)
+    # auto: the exact softmax up to full_max_items items, the sampled one above
+    auto = LossConfig(kind="auto", full_max_items=3, num_negatives=2)
+    assert isinstance(make_loss(auto, np.ones(3)), FullSoftmaxLoss)
+    assert isinstance(make_loss(auto, np.ones(4)), SampledSoftmaxLoss)
+    with pytest.raises(ValueError, match="sparse_embedding needs the sampled softmax"):
+        make_loss(auto, np.ones(3), sparse=True)
+    with pytest.raises(ValueError, match="loss.kind must be"):
+        LossConfig(kind="hinge")
     with pytest.raises(ValueError, match="non-negative"):
         SampledSoftmaxLoss(np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="in-batch"):

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from gnn_recsys.evaluation.metrics import evaluate, metrics_frame, metrics_table
+from gnn_recsys.export.candidates import to_submission
 
 CLICK, CART, ORDER = 0, 1, 2
 
@@ -43,7 +44,7 @@ HAND_LABELS = labels_frame(
 HAND_CANDIDATES = candidates_frame(
     {
         1: [20, 10, 30, 21],
-        2: [1000, 1000, 11, 1001],  # duplicate 1000 must count once
+        2: [1000, 1000, 11, 1001],  # duplicate 1000 counts once and takes one slot: [1000, 11, 1001]
         3: [40, 7, 41],
         5: [1, 2, 3],  # unlabelled session: ignored
     }
@@ -52,18 +53,18 @@ HAND_CANDIDATES = candidates_frame(
 
 def test_hand_computed_scores() -> None:
     result = evaluate(HAND_CANDIDATES, HAND_LABELS, k=3, ks=(1, 3))
-    # clicks: s1 hit (rank 2), s2 hit (rank 3), s4 no candidates -> 2 / 3
+    # clicks: s1 hit (rank 2), s2 hit (position 2), s4 no candidates -> 2 / 3
     assert result["recall@3_clicks"] == pytest.approx(2 / 3)
-    # carts: s1 {20} of {20,21} -> 1 / min(3,2); s2 {1000} of 4 -> 1 / min(3,4)  => 2 / 5
-    assert result["recall@3_carts"] == pytest.approx(2 / 5)
+    # carts: s1 {20} of {20,21} -> 1 / min(3,2); s2 {1000, 1001} of 4 -> 2 / min(3,4)  => 3 / 5
+    assert result["recall@3_carts"] == pytest.approx(3 / 5)
     # orders: s1 1/1, s3 2/2 (41 at rank 3 is inside the cut) => 3 / 3
     assert result["recall@3_orders"] == pytest.approx(1.0)
-    assert result["score"] == pytest.approx(0.1 * 2 / 3 + 0.3 * 0.4 + 0.6 * 1.0)
-    # next click ranks: s1 2, s2 3, s4 missing
+    assert result["score"] == pytest.approx(0.1 * 2 / 3 + 0.3 * 0.6 + 0.6 * 1.0)
+    # next click positions: s1 2, s2 2 (after the duplicate 1000), s4 missing
     assert result["hr@1"] == 0.0
     assert result["hr@3"] == pytest.approx(2 / 3)
-    assert result["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / 3)
-    assert result["mrr@3"] == pytest.approx((1 / 2 + 1 / 3) / 3)
+    assert result["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(3)) / 3)
+    assert result["mrr@3"] == pytest.approx((1 / 2 + 1 / 2) / 3)
     assert result["mrr@1"] == 0.0 and result["ndcg@1"] == 0.0
     assert result["n_sessions"] == 4
     assert result["n_sessions_clicks"] == 3
@@ -108,9 +109,9 @@ def test_duplicate_candidates_count_once() -> None:
     result = evaluate(duplicated, labels, k=3, ks=(3,))
     assert result["recall@3_carts"] == 0.5  # one hit of two, not three
     assert result["mrr@3"] == 1.0  # the best rank of aid 5 is 1
-    # The cut comes first, as the official prediction[:k]: 6 at rank 4 is outside top 3.
+    # Duplicates are dropped before the cut, as in the exported file: [5, 6] fills two of three slots.
     later = candidates_frame({1: [5, 5, 5, 6]})
-    assert evaluate(later, labels, k=3)["recall@3_carts"] == 0.5
+    assert evaluate(later, labels, k=3)["recall@3_carts"] == 1.0
 
 
 def test_dataset_without_orders_renormalises_weights() -> None:
@@ -145,6 +146,11 @@ def test_bad_inputs() -> None:
         evaluate(HAND_CANDIDATES.drop("rank"), HAND_LABELS)
 
 
+def deduplicated(lists: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Each list with later repeats of an aid removed, as the submission export writes it."""
+    return {session: list(dict.fromkeys(aids)) for session, aids in lists.items()}
+
+
 def official_reference(lists: dict[int, list[int]], labels: list[tuple[int, int, int]], k: int) -> dict:
     """The official evaluate.py computation written out with loops (aid 0 treated as an item)."""
     truth: dict[int, dict] = {}
@@ -157,7 +163,7 @@ def official_reference(lists: dict[int, list[int]], labels: list[tuple[int, int,
     hits = {"clicks": 0, "carts": 0, "orders": 0}
     totals = {"clicks": 0, "carts": 0, "orders": 0}
     for session, entry in truth.items():
-        top = set(lists.get(session, [])[:k])
+        top = set(lists.get(session, [])[:k])  # the official prediction[:k] on a submission's list
         if entry["clicks"] is not None:
             totals["clicks"] += 1
             hits["clicks"] += entry["clicks"] in top
@@ -183,7 +189,8 @@ def test_matches_official_reference_on_random_data(seed: int) -> None:
                 label_rows.extend(
                     (s, event_type, int(a)) for a in rng.integers(0, 60, size=rng.integers(1, 30))
                 )
-    expected = official_reference(lists, label_rows, k=20)
+    # The official script scores a submission file, whose lists hold each aid once (first = best rank).
+    expected = official_reference(deduplicated(lists), label_rows, k=20)
     result = evaluate(candidates_frame(lists), labels_frame(label_rows))
     assert result["recall@20_clicks"] == pytest.approx(expected["clicks"])
     assert result["recall@20_carts"] == pytest.approx(expected["carts"])
@@ -310,7 +317,7 @@ def test_typed_matches_official_reference_per_type(seed: int) -> None:
                 )
     result = evaluate(typed_frame(lists_by_type), labels_frame(label_rows))
     for code, name in ((CLICK, "clicks"), (CART, "carts"), (ORDER, "orders")):
-        expected = official_reference(lists_by_type[code], label_rows, k=20)[name]
+        expected = official_reference(deduplicated(lists_by_type[code]), label_rows, k=20)[name]
         assert result[f"recall@20_{name}"] == pytest.approx(expected)
 
 
@@ -330,3 +337,54 @@ def test_typed_candidates_validation() -> None:
     two_models = pl.concat([TYPED_CANDIDATES, TYPED_CANDIDATES.with_columns(pl.lit("x").alias("model"))])
     with pytest.raises(ValueError, match="several models"):
         evaluate(two_models, TYPED_LABELS)
+
+
+def test_tied_and_gapped_ranks_never_give_recall_above_one() -> None:
+    """30 distinct candidates all at rank 1 fill only k = 20 slots (the official prediction[:20])."""
+    true_orders = list(range(100, 130))
+    labels = labels_frame([(1, ORDER, aid) for aid in true_orders])
+    tied = candidates_frame({1: true_orders}).with_columns(pl.lit(1, pl.Int32).alias("rank"))
+    result = evaluate(tied, labels)
+    assert result["recall@20_orders"] == 1.0  # 20 hits / min(20, 30), not 30 / 20
+    # Ranks with gaps (10, 20, 30, ...) order the list but are not positions.
+    gapped = candidates_frame({1: true_orders}).with_columns((pl.col("rank") * 10).alias("rank"))
+    assert evaluate(gapped, labels)["recall@20_orders"] == 1.0
+    # Ties are broken by the smaller aid, as in the export: the 20 smallest aids are the hits.
+    few = labels_frame([(1, ORDER, 100), (1, ORDER, 129)])
+    assert evaluate(tied, few)["recall@20_orders"] == 0.5
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_local_score_equals_the_exported_submission_score(seed: int) -> None:
+    """Duplicates and tied ranks: scoring the exported CSV with the official code gives the same numbers."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (s, int(rng.integers(1, 8)), int(rng.integers(0, 50)), 0.0, "m")
+        for s in range(150)
+        for _ in range(int(rng.integers(1, 40)))
+    ]
+    candidates = pl.DataFrame(
+        rows,
+        schema={
+            "session": pl.Int32,
+            "rank": pl.Int32,
+            "aid": pl.Int32,
+            "score": pl.Float32,
+            "model": pl.String,
+        },
+        orient="row",
+    )
+    label_rows = [(s, CLICK, int(rng.integers(0, 50))) for s in range(150)]
+    label_rows += [(s, event_type, int(a)) for event_type in (CART, ORDER) for s in range(0, 150, 2)
+                   for a in rng.integers(0, 50, size=25)]  # fmt: skip
+    submission = to_submission(candidates, k=20)
+    exported = {
+        int(session_type.split("_")[0]): [int(a) for a in labels.split()]
+        for session_type, labels in submission.iter_rows()
+        if session_type.endswith("_orders")
+    }
+    expected = official_reference(exported, label_rows, k=20)
+    result = evaluate(candidates, labels_frame(label_rows))
+    assert result["recall@20_clicks"] == pytest.approx(expected["clicks"])
+    assert result["recall@20_orders"] == pytest.approx(expected["orders"])
+    assert result["recall@20_orders"] <= 1.0

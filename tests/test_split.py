@@ -16,6 +16,7 @@ from gnn_recsys.data.split import (
     labels_to_official_json,
     split_events,
 )
+from gnn_recsys.pipelines.data_split.nodes import split_local_validation
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "otto_sample" / "train.jsonl"
 
@@ -377,3 +378,18 @@ def test_real_sample_official_counts() -> None:
     assert rows_of(result.train) == train_rows
     assert rows_of(result.test_inputs) == input_rows
     assert rows_of(result.test_labels) == label_rows
+
+
+def test_split_node_stops_when_no_test_sessions_remain() -> None:
+    """test_days longer than the data: every session is a test session, none has known items."""
+    rows = [
+        (s, 10 + s % 3, MS_PER_DAY * 2 + s * 3_600_000 + i * 1000, CLICK) for s in range(6) for i in range(3)
+    ]
+    events = event_table(rows)
+    with pytest.raises(
+        ValueError, match=r"split.test_days=7 leaves no local test sessions: the data spans 0\.21 days"
+    ):
+        split_local_validation(events, {"test_days": 7, "seed": 0})
+    # test_days=0 (train on everything, no local evaluation) is allowed: a warning, no error
+    train, test_inputs, labels, _ = split_local_validation(events, {"test_days": 0, "seed": 0})
+    assert test_inputs.is_empty() and labels.is_empty() and train["session"].n_unique() == 6

@@ -19,19 +19,15 @@ import pytest
 import torch
 
 from gnn_recsys.graph.sampler import TemporalSubgraphSampler
-from gnn_recsys.graph.temporal_graph import TemporalGraph
-from gnn_recsys.models.dgsr import make_batch
+from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.inference import InferenceConfig, recall_at_k, recommend, recommend_by_type
+from gnn_recsys.loader import SampleSet
+from gnn_recsys.models.batch import make_batch
+from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.models.loss import add_history_bonus
-from gnn_recsys.models.mlflow_model import DGSRPyfunc, append_sessions, log_dgsr_model
-from gnn_recsys.training.config import TrainConfig
-from gnn_recsys.training.trainer import (
-    CHECKPOINT_FILE,
-    SampleSet,
-    recall_at_k,
-    recommend,
-    topk_blocked,
-    train_dgsr,
-)
+from gnn_recsys.models.topk import topk_blocked
+from gnn_recsys.serving.mlflow_model import DGSRRecommender, append_sessions, log_dgsr_model
+from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -41,8 +37,8 @@ import numpy as np
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
 from gnn_recsys.graph.sampler import training_samples
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
-from gnn_recsys.training.trainer import SampleSet
-from gnn_recsys.training.config import TrainConfig
+from gnn_recsys.loader import SampleSet
+from gnn_recsys.training import FitConfig
 
 def tiny_data():
     events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=150, num_test_sessions=0, seed=11))
@@ -52,13 +48,18 @@ def tiny_data():
     val_rows[np.random.default_rng(0).choice(len(samples), 150, replace=False)] = True
     return events, graph, samples.subset(~val_rows), samples.subset(val_rows)
 
-TINY = TrainConfig(embedding_dim=16, item_max_length=6, user_max_length=4, batch_size=256, num_negatives=32,
-                   epochs=3, patience=5, lr=1e-2, progress=False, seed=7)
+TINY = FitConfig().with_(
+    model={"embedding_dim": 16, "item_max_length": 6, "user_max_length": 4},
+    loss={"kind": "sampled", "num_negatives": 32},
+    train={"batch_size": 256, "max_epochs": 3, "samples_per_epoch": None, "warmup_steps": 0, "patience": 5,
+           "lr": 1e-2, "progress": False, "seed": 7},
+    loader={"num_workers": 0},
+)
 """
 _namespace: dict = {}
 exec(DATA_CODE, _namespace)  # the SIGKILL test's child process runs the very same code
 tiny_data = _namespace["tiny_data"]
-TINY: TrainConfig = _namespace["TINY"]
+TINY: FitConfig = _namespace["TINY"]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
     _, graph, train, val = data
     seen: list[tuple[int, dict[str, float]]] = []
     first = train_dgsr(graph, train, val, TINY, on_epoch_end=lambda e, m: seen.append((e, m)))
-    second = train_dgsr(graph, train, val, TINY.with_(num_workers=1))
+    second = train_dgsr(graph, train, val, TINY.with_(loader={"num_workers": 1}))
     assert _curve(first.history) == _curve(second.history)
     _assert_same_weights(first.model, second.model)
 
@@ -111,7 +112,9 @@ def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
 
 def test_early_stopping_keeps_the_best_epoch(data) -> None:
     _, graph, train, val = data
-    frozen = TINY.with_(lr=0.0, epochs=6, patience=2)  # nothing changes: no epoch improves
+    frozen = TINY.with_(
+        train={"lr": 0.0, "max_epochs": 6, "patience": 2}
+    )  # nothing changes: no epoch improves
     result = train_dgsr(graph, train, val, frozen)
     assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
     assert result.stopped_early and result.best_epoch == 1
@@ -120,30 +123,30 @@ def test_early_stopping_keeps_the_best_epoch(data) -> None:
 @pytest.mark.parametrize("sparse", [False, True])
 def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path, sparse: bool) -> None:
     _, graph, train, val = data
-    base = TINY.with_(sparse_embedding=sparse)
-    two = train_dgsr(graph, train, val, base.with_(epochs=2), tmp_path / "a")
+    base = TINY.with_(model={"sparse_embedding": sparse})
+    two = train_dgsr(graph, train, val, base.with_(train={"max_epochs": 2}), tmp_path / "a")
     assert two.start_epoch == 1 and len(two.history) == 2
     resumed_epochs: list[int] = []
     resumed = train_dgsr(
         graph,
         train,
         val,
-        base.with_(epochs=3),
+        base.with_(train={"max_epochs": 3}),
         tmp_path / "a",
         on_epoch_end=lambda e, m: resumed_epochs.append(e),
     )
-    straight = train_dgsr(graph, train, val, base.with_(epochs=3), tmp_path / "b")
+    straight = train_dgsr(graph, train, val, base.with_(train={"max_epochs": 3}), tmp_path / "b")
     assert resumed.start_epoch == 3 and resumed_epochs == [3]
     assert _curve(resumed.history) == _curve(straight.history)
     _assert_same_weights(resumed.model, straight.model)
-    last_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=False)["model"]
-    last_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=False)["model"]
+    last_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=True)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
 
 
 def test_sparse_embedding_training_learns_too(data) -> None:
     _, graph, train, val = data
-    result = train_dgsr(graph, train, val, TINY.with_(sparse_embedding=True))
+    result = train_dgsr(graph, train, val, TINY.with_(model={"sparse_embedding": True}))
     popular = np.argsort(-np.bincount(train.target, minlength=graph.num_items))[:20]
     assert result.best_metric is not None and result.best_metric > np.isin(val.target, popular).mean() + 0.1
     assert result.model.item_embedding.sparse
@@ -151,8 +154,8 @@ def test_sparse_embedding_training_learns_too(data) -> None:
 
 def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path: Path) -> None:
     _, graph, train, val = data
-    train_dgsr(graph, train, val, TINY.with_(epochs=1), tmp_path)
-    other = train_dgsr(graph, train, val, TINY.with_(epochs=1, lr=1e-3), tmp_path)
+    train_dgsr(graph, train, val, TINY.with_(train={"max_epochs": 1}), tmp_path)
+    other = train_dgsr(graph, train, val, TINY.with_(train={"max_epochs": 1, "lr": 1e-3}), tmp_path)
     assert other.start_epoch == 1 and len(other.history) == 1
 
 
@@ -160,7 +163,7 @@ CHILD = """
 import sys, time
 from pathlib import Path
 from gnn_recsys.graph.sampler import TemporalSubgraphSampler
-from gnn_recsys.training.trainer import train_dgsr
+from gnn_recsys.training import train_dgsr
 {data_code}
 marker = Path(sys.argv[2])
 epochs_done = []
@@ -173,7 +176,7 @@ class StallInEpochTwo(TemporalSubgraphSampler):
         return super().sample(*args, **kwargs)
 
 _, graph, train, val = tiny_data()
-sampler = StallInEpochTwo(graph, TINY.item_max_length, TINY.user_max_length, TINY.k_hop)
+sampler = StallInEpochTwo(graph, TINY.model.item_max_length, TINY.model.user_max_length, TINY.model.num_layers)
 train_dgsr(graph, train, val, TINY, sys.argv[1], on_epoch_end=lambda e, m: epochs_done.append(e), sampler=sampler)
 """
 
@@ -219,9 +222,9 @@ def test_topk_blocked_equals_full_topk() -> None:
 
 def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None:
     _, graph, train, val = data
-    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model
+    model = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
     sessions = np.array([3, 0, 17, 42])
-    aids, scores = recommend(model, graph, sessions, k=12, batch_size=3, block_size=7)
+    aids, scores = recommend(model, graph, sessions, InferenceConfig(top_k=12, batch_size=3, block_size=7))
     # Reference: full score matrix of representations at cut = last ts + 1.
     cut = graph.ev_ts[graph.session_ptr[sessions + 1] - 1] + 1
     subgraph = TemporalSubgraphSampler(graph, 6, 4, 2).sample(sessions, cut)
@@ -237,16 +240,16 @@ def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None
     want_score, want_index = torch.topk(full, 12, dim=1)
     np.testing.assert_allclose(scores, want_score.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(aids, graph.item_aid[want_index.numpy()])
-    index_only, _ = recommend(model, graph, sessions, k=12, return_aids=False)
+    index_only, _ = recommend(model, graph, sessions, InferenceConfig(top_k=12), return_aids=False)
     np.testing.assert_array_equal(graph.item_aid[index_only], aids)
 
 
 def test_recall_at_k_counts_targets_in_the_top_k(data) -> None:
     _, graph, train, val = data
-    model = train_dgsr(graph, train, None, TINY.with_(epochs=1)).model
+    model = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
     sampler = TemporalSubgraphSampler(graph, 6, 4, 2)
     few = val.subset(slice(0, 40))
-    recall = recall_at_k(model, graph, few, sampler, context_window=(2, 2), k=20, batch_size=16)
+    recall = recall_at_k(model, graph, few, sampler=sampler, k=20, batch_size=16)
     subgraph = sampler.sample(few.session, few.cut_ts)
     with torch.no_grad():
         batch = make_batch(graph, subgraph, few.cut_ts, 2, history_length=model.history_length)
@@ -255,7 +258,7 @@ def test_recall_at_k_counts_targets_in_the_top_k(data) -> None:
         )
         top = torch.topk(scores, 20).indices.numpy()
     assert recall == pytest.approx(np.mean([t in row for t, row in zip(few.target, top, strict=True)]))
-    assert recall_at_k(model, graph, val.subset(slice(0, 0)), sampler, context_window=(2, 2)) != recall  # nan
+    assert np.isnan(recall_at_k(model, graph, val.subset(slice(0, 0)), sampler=sampler))
 
 
 def test_bad_samples_are_rejected_with_row_and_field(data) -> None:
@@ -266,21 +269,26 @@ def test_bad_samples_are_rejected_with_row_and_field(data) -> None:
 
 
 def test_mlflow_pyfunc_round_trip(data, tmp_path: Path) -> None:
-    events, graph, train, val = data
-    config = TINY.with_(epochs=1, top_k=7)
-    model = train_dgsr(graph, train, None, config).model
+    events, memory_graph, train, val = data
+    graph = TemporalGraph.load(memory_graph.save(tmp_path / "graph"))  # memory-mapped: the model refers to it
+    model = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         experiment = mlflow.create_experiment(
             "dgsr-test", artifact_location=(tmp_path / "artifacts").as_uri()
         )
         with mlflow.start_run(experiment_id=experiment):
-            info = log_dgsr_model(model, graph, config, artifact_path="dgsr")
+            info = log_dgsr_model(model, graph, InferenceConfig(top_k=7), artifact_path="dgsr")
         loaded = mlflow.pyfunc.load_model(info.model_uri)
     finally:
         mlflow.set_tracking_uri(None)
+    # The artifacts hold weights and the vocabulary, not a copy of the graph.
+    artifacts = {p.name for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
+    assert {"dgsr.pt", "item_aid.npy"} <= artifacts and "item_view.npy" not in artifacts
+    assert loaded.metadata.get_input_schema() is not None and loaded.metadata.saved_input_example_info
 
-    # Two sessions: a copy of session 0's events under a new id, and one with an unknown aid mixed in.
+    # Two sessions as a plain pandas frame (int64 columns): a copy of session 0's events under a new
+    # id, and one with an unknown aid mixed in.
     first = events.filter(pl.col("session") == events["session"][0])
     request = pd.concat(
         [
@@ -289,50 +297,121 @@ def test_mlflow_pyfunc_round_trip(data, tmp_path: Path) -> None:
                 {"session": [555, 555], "aid": [int(graph.item_aid[3]), 10**6], "ts": [5, 6], "type": [0, 0]}
             ),
         ]
-    )
-    request = request.astype({"session": "int32", "aid": "int32", "ts": "int64", "type": "int32"})
+    ).astype("int64")
     out = loaded.predict(request)
     assert list(out.columns) == ["session", "rank", "aid", "score"]
     assert sorted(out["session"].unique()) == [555, 9_000_001]
     assert (out.groupby("session").size() == 7).all()
     assert out["aid"].isin(graph.item_aid).all()
 
-    # Same answer as the in-memory model on the same appended graph.
+    # The same answer as the in-memory model on the appended view ...
     appended, ids, indices = append_sessions(graph, pl.from_pandas(request))
-    aids, scores = recommend(model, appended, indices, k=7, event_type=0)  # clicks by default
+    want, want_scores = recommend(model, appended, indices, InferenceConfig(top_k=7), event_type=0)
     got = out.sort_values(["session", "rank"])
-    np.testing.assert_array_equal(got["aid"].to_numpy().reshape(2, 7), aids)
-    np.testing.assert_allclose(got["score"].to_numpy().reshape(2, 7), scores, rtol=1e-5)
+    np.testing.assert_array_equal(got["aid"].to_numpy().reshape(2, 7), want)
+    np.testing.assert_allclose(got["score"].to_numpy().reshape(2, 7), want_scores, rtol=1e-5, atol=1e-6)
+    # ... and the view samples what a graph rebuilt with the request sessions samples, except that a
+    # request session is not its own neighbour (its events are not on the item side).
+    stored = pl.DataFrame(
+        {
+            "session": np.asarray(graph.session_id)[graph.ev_session()],
+            "aid": np.asarray(graph.item_aid)[np.asarray(graph.ev_item)],
+            "ts": np.asarray(graph.ev_ts),
+            "type": np.asarray(graph.ev_type),
+        }
+    )
+    asked = pl.from_pandas(request).filter(pl.col("aid").is_in(graph.item_aid.tolist()))
+    new_ids = (appended.session_id[indices]).tolist()
+    asked = asked.with_columns(session=pl.col("session").replace_strict(ids.tolist(), new_ids))
+    rebuilt = build_temporal_graph(pl.concat([stored, asked.cast(stored.schema)]), item_aids=graph.item_aid)
+    cut = appended.ev_ts[appended.session_ptr[indices + 1] - 1] + 1
+
+    def edges(g: TemporalGraph, sessions: np.ndarray) -> tuple[list, set]:
+        sub = TemporalSubgraphSampler(g, 50, 10_000, 2, context_window=None).sample(sessions, cut)
+        hop1, hop2 = sub.hops
+        items = list(zip(hop1.parent.tolist(), hop1.order.tolist(), hop1.node.tolist(), strict=True))
+        neighbours = {
+            (int(hop1.parent[p]), int(g.session_id[n]), int(t))
+            for p, n, t in zip(hop2.parent, hop2.node, hop2.ts, strict=True)
+        }
+        return items, neighbours
+
+    view_items, view_neighbours = edges(appended, indices)
+    full_items, full_neighbours = edges(rebuilt, rebuilt.session_to_index(np.array(new_ids)))
+    assert view_items == full_items and view_neighbours
+    assert view_neighbours == {e for e in full_neighbours if e[1] not in new_ids}
     orders = loaded.predict(request, params={"k": 3, "event_type": "orders"}).sort_values(["session", "rank"])
-    order_aids, _ = recommend(model, appended, indices, k=3, event_type=2)
+    order_aids, _ = recommend(model, appended, indices, InferenceConfig(top_k=3), event_type=2)
     np.testing.assert_array_equal(orders["aid"].to_numpy().reshape(2, 3), order_aids)
-    assert DGSRPyfunc is type(loaded.unwrap_python_model())
+    assert type(loaded.unwrap_python_model()) is DGSRRecommender
+
+
+class _Payload:
+    """Unpickling this runs code: what a malicious checkpoint would carry."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_load_paths_refuse_pickled_code(data, tmp_path: Path) -> None:
+    from kedro.io import DatasetError  # noqa: PLC0415
+
+    from gnn_recsys.datasets import TorchDataset  # noqa: PLC0415
+    from gnn_recsys.training.checkpoint import load_safely  # noqa: PLC0415
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "extra": _Payload()}, path)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_safely(path)
+    with pytest.raises(DatasetError, match="Weights only load failed"):
+        TorchDataset(str(path)).load()
+    # A resume from such a checkpoint fails the same way instead of running it.
+    _, graph, train, val = data
+    (tmp_path / "ckpt").mkdir()
+    torch.save({"fingerprint": "x", "extra": _Payload()}, tmp_path / "ckpt" / CHECKPOINT_FILE)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train_dgsr(graph, train, val, TINY.with_(train={"max_epochs": 1}), tmp_path / "ckpt")
+
+
+def test_checkpoint_from_another_device_resumes(data, tmp_path: Path) -> None:
+    """A checkpoint written on CUDA resumes on CPU: weights and optimiser carry over, draws restart."""
+    _, graph, train, val = data
+    first = train_dgsr(graph, train, val, TINY.with_(train={"max_epochs": 1}), tmp_path)
+    path = tmp_path / CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    state["device"] = "cuda"  # as a GPU run writes it (its generator state is another device's)
+    state["rng"]["negative"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, path)
+    resumed = train_dgsr(graph, train, val, TINY.with_(train={"max_epochs": 2}), tmp_path)
+    assert resumed.start_epoch == 2 and len(resumed.history) == 2
+    assert resumed.history[0] == first.history[0]
 
 
 def test_type_heads_start_shared_and_learn_type_specific_lists(data) -> None:
     """Typed samples train one head per event type; inference then gives three different lists."""
     events, graph, train, val = data
     from gnn_recsys.graph.sampler import training_sample_events  # noqa: PLC0415
-    from gnn_recsys.training.trainer import build_model, recommend_by_type  # noqa: PLC0415
 
-    untrained = build_model(graph.num_items, TINY)
-    reps = torch.randn(4, TINY.embedding_dim)
+    untrained = DGSR.from_config(graph.num_items, TINY.model)
+    reps = torch.randn(4, TINY.model.embedding_dim)
     for event_type in range(3):  # zero-initialised heads: every type starts from the shared representation
         assert torch.equal(untrained.typed(reps, event_type), reps)
 
     typed = SampleSet.from_events(graph, training_sample_events(graph))
     assert np.array_equal(typed.target_type, np.asarray(graph.ev_type)[training_sample_events(graph)])
     assert set(np.unique(typed.target_type)) == {0, 1, 2}
-    result = train_dgsr(graph, typed, None, TINY.with_(epochs=2))
-    heads = result.model.type_head.weight.detach().view(3, TINY.embedding_dim, TINY.embedding_dim)
+    result = train_dgsr(graph, typed, None, TINY.with_(train={"max_epochs": 2}))
+    heads = result.model.type_head.weight.detach().view(3, TINY.model.embedding_dim, TINY.model.embedding_dim)
     assert heads.abs().sum() > 0
     assert not torch.allclose(heads[0], heads[2])
 
     sessions = np.arange(20)
-    lists = recommend_by_type(result.model, graph, sessions, k=10, event_types=(0, 1, 2, None))
+    lists = recommend_by_type(
+        result.model, graph, sessions, InferenceConfig(top_k=10), event_types=(0, 1, 2, None)
+    )
     assert all(lists[t][0].shape == (20, 10) for t in lists)
     assert not np.array_equal(lists[0][0], lists[2][0])
-    shared, _ = recommend(result.model, graph, sessions, k=10)
+    shared, _ = recommend(result.model, graph, sessions, InferenceConfig(top_k=10))
     assert np.array_equal(shared, lists[None][0])
-    clicks, _ = recommend(result.model, graph, sessions, k=10, event_type=0)
+    clicks, _ = recommend(result.model, graph, sessions, InferenceConfig(top_k=10), event_type=0)
     assert np.array_equal(clicks, lists[0][0])

@@ -1,12 +1,16 @@
 """Kedro project settings.
 
 Only what differs from Kedro's defaults is set here. kedro-mlflow registers its hooks itself
-(through its entry point), so no ``HOOKS`` are needed.
+(through its entry point); the project's hooks check ``--params`` and name, tag and close the MLflow
+runs (``gnn_recsys.hooks``).
 """
 
 import os
+import warnings
 
 from kedro.config import OmegaConfigLoader
+
+from gnn_recsys.hooks import MlflowRunHook, ParamsValidationHook
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -14,7 +18,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-HOOKS: tuple = ()  # the project's hooks; kedro-viz's statistics hooks are appended at the end
+# omegaconf 2.4 deprecates register_new_resolver(), which Kedro 1.7 and kedro-mlflow 2.0 still call
+# (five warnings on every run, none about this project). Remove when either moves to register_resolver().
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+
+HOOKS = (ParamsValidationHook(), MlflowRunHook())  # kedro-viz's statistics hooks are appended at the end
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -22,6 +30,9 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # An environment (conf/quick, conf/otto, conf/local) overrides single keys of the base parameters
+    # (dgsr.train.epochs) without having to repeat the rest of their mapping.
+    "merge_strategy": {"parameters": "soft"},
 }
 
 # kedro-viz (a dev tool, absent from a bare runtime install) collects dataset statistics for its

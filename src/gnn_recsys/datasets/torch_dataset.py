@@ -1,4 +1,8 @@
-"""Any ``torch.save``-able object (state dicts, configs) as one file, written atomically."""
+"""Tensors and plain values (state dicts, configs) as one ``torch.save`` file, written atomically.
+
+Loaded with ``weights_only=True``: a file holding pickled objects of other types (which could run
+code on load) is refused with a ``DatasetError``.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ class TorchDataset(AbstractDataset[Any, Any]):
         self.metadata = metadata
 
     def load(self) -> Any:
-        return torch.load(self._filepath, map_location="cpu", weights_only=False)
+        return torch.load(self._filepath, map_location="cpu", weights_only=True)
 
     def save(self, data: Any) -> None:
         self._filepath.parent.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,13 @@ Choices made where the official script is silent or would fail:
 * a type with no labels at all would divide by zero there; here its recall is ``None`` and the total
   is taken over the types that have labels, with their weights renormalised to sum to 1;
 * labelled sessions without candidates count as 0 hits (as in the official script);
-* candidates are cut at ``rank <= k`` first (the official ``prediction[:k]``) and duplicate aids of a
-  session then count once, keeping their best rank;
-* the next-click ranking metrics (HR/NDCG/MRR@K) use the best rank of the true aid among all
-  candidates and are averaged over the sessions that have a click label.
+* a session's list is read the way the submission export writes it (``export.candidates``): each
+  aid once, at its best rank, ordered by rank with ties broken by the smaller aid, then cut at the
+  first ``k`` *positions* (the official ``prediction[:k]``). Ranks only order the list; tied or
+  gapped ranks (30 candidates all at rank 1) can therefore never give more than ``k`` hits, recall
+  stays <= 1, and the local score equals the score of the exported submission file;
+* the next-click ranking metrics (HR/NDCG/MRR@K) use the position of the true aid in that list and
+  are averaged over the sessions that have a click label.
 
 Candidates come in two shapes (docs/architecture.md, "Candidates"): without a ``type`` column one
 ranked list per session serves the three event types; with it, the labels of type ``t`` are looked up
@@ -72,16 +75,34 @@ def _check_candidates(candidates: pl.DataFrame) -> None:
 
 
 def _candidates_for_scoring(candidates: pl.DataFrame, max_rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique (session, aid) keys with the best rank of each, keeping ranks <= ``max_rank``."""
+    """Sorted unique (session, aid) keys with their 1-based position in the session's list.
+
+    The list is the exported one: duplicates keep their best rank, order by (rank, aid), and only the
+    first ``max_rank`` positions are kept; ranks themselves are never trusted to be 1..K.
+    """
     frame = candidates.select(
         pl.col("session").cast(pl.Int32), pl.col("aid").cast(pl.Int32), pl.col("rank").cast(pl.Int64)
-    ).filter(pl.col("rank") <= max_rank)
-    keyed = pl.DataFrame(
-        {"key": _pair_key(frame["session"].to_numpy(), frame["aid"].to_numpy()), "rank": frame["rank"]}
-    ).sort(["key", "rank"])
-    key = keyed["key"].to_numpy()
-    first = np.r_[True, key[1:] != key[:-1]] if key.size else np.zeros(0, dtype=bool)
-    return key[first], keyed["rank"].to_numpy()[first]
+    )
+    key = _pair_key(frame["session"].to_numpy(), frame["aid"].to_numpy())
+    best = (
+        pl.DataFrame({"key": key, "rank": frame["rank"]})
+        .sort(["key", "rank"])
+        .filter((pl.col("key") != pl.col("key").shift(1)).fill_null(True))
+    )
+    best_key = best["key"].to_numpy()
+    # (session, rank, aid) order: the key sorts by (session, aid), so a stable sort by
+    # (session, rank) keeps the smaller aid first among tied ranks.
+    order = np.lexsort((best["rank"].to_numpy(), best_key >> 32))
+    best_key = best_key[order]
+    session = best_key >> 32
+    if session.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+    position = np.arange(session.size) - np.repeat(starts, np.diff(np.r_[starts, session.size])) + 1
+    keep = position <= max_rank
+    kept_key, kept_position = best_key[keep], position[keep]
+    order = np.argsort(kept_key, kind="stable")
+    return kept_key[order], kept_position[order]
 
 
 def _labels_for_scoring(labels: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,6 +146,48 @@ def _label_ranks(cand_key: np.ndarray, cand_rank: np.ndarray, label_key: np.ndar
     return rank
 
 
+def _label_positions(
+    candidates: pl.DataFrame, labels: pl.DataFrame, max_rank: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels sorted by (type, session, aid), each with its position in the session's list (0 = absent
+    from the first ``max_rank``), and the sessions that have any candidate list."""
+    _check_candidates(candidates)
+    candidate_type = (
+        check_type_codes(candidates["type"], "candidates") if "type" in candidates.columns else None
+    )
+    session, event_type, aid = _labels_for_scoring(labels)
+    label_key = _pair_key(session, aid)
+    if candidate_type is None:
+        cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank)
+        rank = _label_ranks(cand_key, cand_rank, label_key)
+        cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
+    else:
+        # Labels are sorted by type, so each type is a slice; one sorted key array per type's list.
+        rank = np.zeros(label_key.size, dtype=np.int64)
+        type_sessions = []
+        for code in EVENT_TYPE_CODES.values():
+            of_type = event_type == code
+            type_key, type_rank = _candidates_for_scoring(candidates.filter(candidate_type == code), max_rank)
+            rank[of_type] = _label_ranks(type_key, type_rank, label_key[of_type])
+            type_sessions.append(type_key >> 32)
+        cand_sessions = np.unique(np.concatenate(type_sessions)).astype(np.int32)
+    return session, event_type, aid, rank, cand_sessions
+
+
+def label_positions(candidates: pl.DataFrame, labels: pl.DataFrame, max_rank: int = 50) -> pl.DataFrame:
+    """One row per distinct label: ``session, type, aid, position`` (1-based place in the session's
+    list as :func:`evaluate` reads it; 0 when not among the first ``max_rank``).
+
+    The raw material of recall curves and breakdowns: recall@K of type t is the number of rows with
+    ``1 <= position <= K`` over the sum, per session, of ``min(K, labels of t)``.
+    """
+    session, event_type, aid, rank, _ = _label_positions(candidates, labels, max_rank)
+    return pl.DataFrame(
+        {"session": session, "type": event_type, "aid": aid, "position": rank},
+        schema={"session": pl.Int32, "type": pl.Int8, "aid": pl.Int32, "position": pl.Int32},
+    )
+
+
 def evaluate(
     candidates: pl.DataFrame,
     labels: pl.DataFrame,
@@ -150,28 +213,7 @@ def evaluate(
     if k < 1 or any(K < 1 for K in ks):
         raise ValueError(f"evaluate: k and ks must be >= 1, got k={k}, ks={list(ks)}")
     max_rank = max(k, *ks)
-    _check_candidates(candidates)
-    candidate_type = (
-        check_type_codes(candidates["type"], "candidates") if "type" in candidates.columns else None
-    )
-    session, event_type, aid = _labels_for_scoring(labels)
-
-    # Best rank of each true aid among the candidates (of its own type when typed); 0 = not recommended.
-    label_key = _pair_key(session, aid)
-    if candidate_type is None:
-        cand_key, cand_rank = _candidates_for_scoring(candidates, max_rank)
-        rank = _label_ranks(cand_key, cand_rank, label_key)
-        cand_sessions = np.unique(cand_key >> 32).astype(np.int32)
-    else:
-        # Labels are sorted by type, so each type is a slice; one sorted key array per type's list.
-        rank = np.zeros(label_key.size, dtype=np.int64)
-        type_sessions = []
-        for code in EVENT_TYPE_CODES.values():
-            of_type = event_type == code
-            type_key, type_rank = _candidates_for_scoring(candidates.filter(candidate_type == code), max_rank)
-            rank[of_type] = _label_ranks(type_key, type_rank, label_key[of_type])
-            type_sessions.append(type_key >> 32)
-        cand_sessions = np.unique(np.concatenate(type_sessions)).astype(np.int32)
+    session, event_type, _, rank, cand_sessions = _label_positions(candidates, labels, max_rank)
     hit = (rank >= 1) & (rank <= k)
 
     # Per (type, session) groups: the labels are sorted by (type, session).

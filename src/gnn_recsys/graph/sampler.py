@@ -352,6 +352,61 @@ def _expand(ops: Any, hi: Any, segment_start: Any, limit: int) -> tuple[Any, Any
     return parent, order, position, count
 
 
+def _expand_distinct_sessions(  # noqa: PLR0917 - mirrors _expand
+    item_session: np.ndarray,
+    hi: np.ndarray,
+    segment_start: np.ndarray,
+    limit: int,
+    center: np.ndarray,
+    num_sessions: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`_expand` on the item view, but each parent's children are *distinct sessions* other
+    than ``center[parent]`` (the sample's own session), each at its latest event before the cut.
+
+    Reads the segment backwards in windows of ``limit`` rows, in rounds, until every parent has
+    ``limit`` children or its segment is exhausted (most parents finish in the first round).
+    """
+    n = len(hi)
+    upper = hi.astype(np.int64).copy()
+    need = np.full(n, limit, dtype=np.int64)
+    taken_keys = np.zeros(0, dtype=np.int64)
+    parents, positions = [], []
+    active = np.flatnonzero(upper > segment_start)
+    while len(active):
+        start = np.maximum(segment_start[active], upper[active] - limit)
+        count = upper[active] - start
+        ends = np.cumsum(count)
+        total = int(ends[-1])
+        owner = np.repeat(active, count)
+        position = np.repeat(upper[active] - 1 + (ends - count), count) - np.arange(total)  # latest first
+        session = item_session[position]
+        key = owner * num_sessions + session
+        keep = (session != center[owner]) & ~np.isin(key, taken_keys)
+        # the first (latest) row of each (parent, session) in this window
+        order_in_window = np.flatnonzero(keep)
+        _, first = np.unique(key[order_in_window], return_index=True)
+        keep_rows = np.sort(order_in_window[first])
+        owner_kept = owner[keep_rows]
+        # at most `need` per parent: rank among the kept rows of the same parent (rows are grouped)
+        group_start = np.searchsorted(owner_kept, owner_kept, side="left")
+        rank = np.arange(len(owner_kept)) - group_start
+        fits = rank < need[owner_kept]
+        keep_rows, owner_kept = keep_rows[fits], owner_kept[fits]
+        parents.append(owner_kept)
+        positions.append(position[keep_rows])
+        taken_keys = np.union1d(taken_keys, key[keep_rows])
+        need -= np.bincount(owner_kept, minlength=n)
+        upper[active] = start
+        active = active[(need[active] > 0) & (upper[active] > segment_start[active])]
+    parent = np.concatenate(parents) if parents else np.zeros(0, dtype=np.int64)
+    position = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+    by_parent = np.lexsort((-position, parent))  # per parent, latest first
+    parent, position = parent[by_parent], position[by_parent]
+    count = np.bincount(parent, minlength=n).astype(np.int64)
+    order = np.arange(len(parent)) - np.repeat(np.cumsum(count) - count, count)
+    return parent.astype(np.int64), order.astype(np.int64), position.astype(np.int64), count
+
+
 class TemporalSubgraphSampler:
     """Build DGSR m-order temporal subgraphs for batches of ``(session index, cut_ts)`` samples.
 
@@ -379,6 +434,7 @@ class TemporalSubgraphSampler:
         context_window: tuple[int, int] | None = (2, 2),
         backend: Literal["numpy", "torch"] = "numpy",
         device: Any = "cpu",
+        distinct_sessions: bool = False,
     ) -> None:
         for name, value in (
             ("item_max_length", item_max_length),
@@ -399,8 +455,11 @@ class TemporalSubgraphSampler:
         self.user_max_length = int(user_max_length)
         self.k_hop = int(k_hop)
         self.context_window = context_window
+        if distinct_sessions and backend != "numpy":
+            raise ValueError("distinct_sessions is implemented for the numpy backend only")
         self.backend = backend
         self.device = str(device)
+        self.distinct_sessions = distinct_sessions
         self._ops: Any = None
         self._arrays: dict[str, Any] | None = None
 
@@ -442,6 +501,7 @@ class TemporalSubgraphSampler:
 
         # Hop 1 searches from the session start (no hint); later hops from the parent edge's event.
         segment_start = ops.take(g["session_ptr"], session)
+        owner = session  # the sample's own session, for every parent of the current hop
         lo = segment_start
         end = ops.take(g["session_ptr"], session + 1)
         for hop_number in range(1, self.k_hop + 1):
@@ -461,12 +521,23 @@ class TemporalSubgraphSampler:
                 if not more_hops:
                     break
                 cut = ops.repeat(cut, count, len(parent))
+                owner = owner[parent]
                 segment_start = ops.take(g["item_ptr"], hop.node)
                 end = ops.take(g["item_ptr"], hop.node + 1)
                 lo = ops.take(g["ev_item_pos"], hop.event) + 1
             else:
                 hi = _search_after(ops, g["item_ts"], lo, end, cut)
-                parent, order, position, count = _expand(ops, hi, segment_start, self.user_max_length)
+                if self.distinct_sessions:
+                    parent, order, position, count = _expand_distinct_sessions(
+                        g["item_view"][:, ITEM_SESSION],
+                        hi,
+                        segment_start,
+                        self.user_max_length,
+                        owner,
+                        self.graph.num_sessions,
+                    )
+                else:
+                    parent, order, position, count = _expand(ops, hi, segment_start, self.user_max_length)
                 rows = ops.take(g["item_view"], position)  # one contiguous read per edge
                 hop = Hop(
                     node=rows[:, ITEM_SESSION],
@@ -480,6 +551,7 @@ class TemporalSubgraphSampler:
                 if not (more_hops or wants_context):
                     break
                 cut = ops.repeat(cut, count, len(parent))
+                owner = owner[parent]
                 session_pos = rows[:, ITEM_SESSION_POS]
                 rank = session_pos >> 32
                 remaining = session_pos & SESSION_POS_LOW32

@@ -41,263 +41,14 @@ Efficiency
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnn_recsys.graph.sampler import context_events
-from gnn_recsys.models.conv.dgrn_conv import Attention, ChildLayout, DGRNConv
-
-NUM_EVENT_TYPES = 3
-
-
-@dataclass
-class HopBlock:
-    """Tensors of one hop ``h >= 1`` of a batch: its nodes, how they hang below hop ``h-1``, context.
-
-    The hop's states live in *rows*: one per node, except on the leaf hop (``h = L``) where identical
-    nodes share a row (same item; same session edge event with the same context window), because
-    there a state is a pure function of that key. ``layout.source`` maps nodes to rows.
-    """
-
-    node: Tensor  # [N_h] int64: item index (odd h) or session index (even h)
-    layout: ChildLayout  # children = this hop, parents = hop h-1
-    row_node: Tensor  # [R] int64: item / session index of each row
-    context: Tensor | None = None  # [R, C] int64 into context_items, pad = len(context_items); even h
-    context_items: Tensor | None = None  # [U] int64 distinct item indices of the hop's context windows
-
-    def _map(self, fn: Any) -> HopBlock:
-        def opt(t: Tensor | None) -> Tensor | None:
-            return None if t is None else fn(t)
-
-        return HopBlock(
-            node=fn(self.node),
-            layout=self.layout.to_fn(fn),
-            row_node=fn(self.row_node),
-            context=opt(self.context),
-            context_items=opt(self.context_items),
-        )
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> HopBlock:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> HopBlock:
-        return self._map(lambda t: t.pin_memory())
-
-
-@dataclass
-class DGSRBatch:
-    """Model input for ``num_samples`` samples: hops ``1..L`` plus readout helpers and (optional) targets."""
-
-    hops: list[HopBlock]
-    num_samples: int
-    last_item: Tensor  # [B] int64 item index of the most recent prefix item, -1 = empty prefix
-    prefix_count: Tensor  # [B] number of hop-1 items
-    target: Tensor | None = None  # [B] int64 item index
-    target_type: Tensor | None = None  # [B] int64 event type of the target (for type heads)
-    # The session's own prefix items (hop 1), de-duplicated per sample, for the repeat bonus:
-    history_item: Tensor | None = None  # [B, H] int64 item index, -1 = padding
-    history_slot: Tensor | None = None  # [E1] flat index into [B * H] of each hop-1 edge
-    history_order: Tensor | None = None  # [E1] the edge's relative order (0 = most recent)
-    history_type: Tensor | None = None  # [E1] the edge's event type
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
-
-        return DGSRBatch(
-            hops=[hop.to(device, non_blocking) for hop in self.hops],
-            num_samples=self.num_samples,
-            last_item=self.last_item.to(device, non_blocking=non_blocking),
-            prefix_count=self.prefix_count.to(device, non_blocking=non_blocking),
-            target=move(self.target),
-            target_type=move(self.target_type),
-            history_item=move(self.history_item),
-            history_slot=move(self.history_slot),
-            history_order=move(self.history_order),
-            history_type=move(self.history_type),
-        )
-
-    def pin_memory(self) -> DGSRBatch:
-        def pin(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.pin_memory()
-
-        return DGSRBatch(
-            hops=[hop.pin_memory() for hop in self.hops],
-            num_samples=self.num_samples,
-            last_item=self.last_item.pin_memory(),
-            prefix_count=self.prefix_count.pin_memory(),
-            target=pin(self.target),
-            target_type=pin(self.target_type),
-            history_item=pin(self.history_item),
-            history_slot=pin(self.history_slot),
-            history_order=pin(self.history_order),
-            history_type=pin(self.history_type),
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# Batch construction (numpy, runs in DataLoader workers)
-# --------------------------------------------------------------------------------------------------
-
-
-def _field(obj: Any, name: str) -> np.ndarray:
-    return np.asarray(getattr(obj, name)).astype(np.int64, copy=False)
-
-
-def _factorize(values: np.ndarray, upper: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(distinct values, index of each value into them)`` for non-negative ints ``< upper``.
-
-    A presence table when ``upper`` is small relative to ``len(values)`` (no sort), else hashing.
-    """
-    if upper <= 4 * len(values):
-        present = np.zeros(upper, dtype=bool)
-        present[values] = True
-        distinct = np.flatnonzero(present)
-        lookup = np.cumsum(present, dtype=np.int64) - 1
-        return distinct, lookup[values]
-    codes, distinct = pd.factorize(values)
-    return np.asarray(distinct, dtype=np.int64), codes.astype(np.int64, copy=False)
-
-
-def make_batch(
-    graph: Any,
-    subgraph: Any,
-    cut_ts: np.ndarray,
-    num_layers: int,
-    *,
-    context_window: tuple[int, int] = (2, 2),
-    target: np.ndarray | None = None,
-    target_type: np.ndarray | None = None,
-    history_length: int | None = None,
-) -> DGSRBatch:
-    """Turn a sampler :class:`~gnn_recsys.graph.sampler.SubgraphBatch` into model tensors.
-
-    Uses hops ``1..num_layers`` (``subgraph.hops[h-1]`` is hop ``h``). Session hops take their context
-    windows from ``Hop.context`` (the sampler's ``context_window``); when the sampler ran without one
-    they are computed here with ``context_window``. Leaf-hop nodes are de-duplicated into rows.
-    """
-    cut_ts = np.asarray(cut_ts, dtype=np.int64)
-    num_samples = len(cut_ts)
-    hops = list(subgraph.hops)
-    if len(hops) < num_layers:
-        raise ValueError(
-            f"model has {num_layers} layers but the subgraph has only {len(hops)} hops beyond hop 0"
-        )
-    ev_type = np.asarray(graph.ev_type)
-    ev_item = np.asarray(graph.ev_item)
-    num_items = len(graph.item_aid)
-    blocks: list[HopBlock] = []
-    num_parents = num_samples
-    last_item = np.full(num_samples, -1, dtype=np.int64)
-    prefix_count = np.zeros(num_samples, dtype=np.int64)
-    for h, hop in enumerate(hops[:num_layers], start=1):
-        node, parent, order, event = (_field(hop, f) for f in ("node", "parent", "order", "event"))
-        leaf = h == num_layers
-        if h == 1:
-            first = order == 0
-            last_item[parent[first]] = node[first]
-            prefix_count = np.bincount(parent, minlength=num_samples).astype(np.int64)
-            if history_length is None:  # the repeat bonus sees the hop-1 items
-                history = _history(parent, node, num_samples, num_items)
-                history_order, history_type = order, ev_type[event]
-            else:  # ... or the session's last ``history_length`` events before the cut
-                hist_parent, hist_event, history_order = _prefix_events(
-                    graph, subgraph, parent[first], event[first], history_length
-                )
-                history = _history(hist_parent, ev_item[hist_event], num_samples, num_items)
-                history_type = ev_type[hist_event]
-        ctx = None
-        if h % 2 == 0:
-            ctx = getattr(hop, "context", None)
-            if ctx is None:
-                ctx = context_events(graph, subgraph, h, *context_window)
-            ctx = np.asarray(ctx, dtype=np.int64)
-        if not leaf:
-            source, row_node, row_ctx = np.arange(len(node), dtype=np.int64), node, ctx
-        elif ctx is None:  # item leaf: one row per distinct item
-            row_node, source = _factorize(node, num_items)
-            row_ctx = None
-        else:  # session leaf: one row per (edge event, how many later events the cut admits)
-            after = (
-                (ctx[:, context_window[0] :] >= 0).sum(1) if ctx.shape[1] else np.zeros(len(node), np.int64)
-            )
-            key = event * (ctx.shape[1] + 1) + after
-            codes, _ = pd.factorize(key)  # codes numbered in order of first appearance
-            source = codes.astype(np.int64, copy=False)
-            seen_before = np.maximum.accumulate(np.concatenate([[-1], source[:-1]]))
-            first_row = np.flatnonzero(source > seen_before)
-            row_node, row_ctx = node[first_row], ctx[first_row]
-        block = HopBlock(
-            node=torch.from_numpy(node),
-            layout=ChildLayout.from_edges(
-                parent, order, ev_type[event], num_parents, source=source, num_rows=len(row_node)
-            ),
-            row_node=torch.from_numpy(np.ascontiguousarray(row_node)),
-        )
-        if row_ctx is not None:
-            valid = row_ctx >= 0
-            vocab, local = _factorize(ev_item[row_ctx[valid]].astype(np.int64), num_items)
-            dense = np.full(row_ctx.shape, len(vocab), dtype=np.int64)
-            dense[valid] = local
-            block.context = torch.from_numpy(dense)
-            block.context_items = torch.from_numpy(vocab)
-        blocks.append(block)
-        num_parents = len(node)
-    return DGSRBatch(
-        hops=blocks,
-        num_samples=num_samples,
-        last_item=torch.from_numpy(last_item),
-        prefix_count=torch.from_numpy(prefix_count),
-        target=None if target is None else torch.from_numpy(np.asarray(target, dtype=np.int64)),
-        target_type=None
-        if target_type is None
-        else torch.from_numpy(np.asarray(target_type, dtype=np.int64)),
-        history_item=torch.from_numpy(history[0]),
-        history_slot=torch.from_numpy(history[1]),
-        history_order=torch.from_numpy(np.ascontiguousarray(history_order, dtype=np.int64)),
-        history_type=torch.from_numpy(np.ascontiguousarray(history_type, dtype=np.int64)),
-    )
-
-
-def _prefix_events(
-    graph: Any, subgraph: Any, sample: np.ndarray, last_event: np.ndarray, length: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(sample, event, order)`` of each sample's last ``length`` events up to ``last_event``.
-
-    The prefix of a sample is contiguous in the session-order arrays and ends at its most recent hop-1
-    edge, so no search is needed: a ragged ``arange`` back from ``last_event``.
-    """
-    session = np.asarray(subgraph.session, dtype=np.int64)[sample]
-    start = np.maximum(np.asarray(graph.session_ptr)[session], last_event + 1 - length)
-    counts = last_event + 1 - start
-    total = int(counts.sum())
-    owner = np.repeat(np.arange(len(sample)), counts)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    event = start[owner] + offset
-    return sample[owner], event, last_event[owner] - event
-
-
-def _history(
-    parent: np.ndarray, item: np.ndarray, num_samples: int, num_items: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct prefix items per sample, padded to ``[B, H]`` (-1), and each edge's flat slot in it."""
-    key = parent.astype(np.int64) * num_items + item
-    distinct, slot_of_edge = np.unique(key, return_inverse=True)  # sorted by sample, then item
-    sample, distinct_item = np.divmod(distinct, num_items)
-    counts = np.bincount(sample, minlength=num_samples)
-    width = int(counts.max()) if len(distinct) else 0
-    position = np.arange(len(distinct)) - (np.cumsum(counts) - counts)[sample]
-    items = np.full((num_samples, width), -1, dtype=np.int64)
-    items[sample, position] = distinct_item
-    flat = (sample * width + position).astype(np.int64)
-    return items, flat[slot_of_edge.reshape(-1)]
-
+from gnn_recsys.models.batch import NUM_EVENT_TYPES, DGSRBatch, HopBlock, make_batch
+from gnn_recsys.models.config import ModelConfig
+from gnn_recsys.models.conv.dgrn_conv import Attention, DGRNConv
+from gnn_recsys.models.topk import topk_blocked
 
 # --------------------------------------------------------------------------------------------------
 # Model
@@ -319,7 +70,8 @@ class DGSR(nn.Module):
         sparse_embedding: sparse gradients for the item table (pair with ``SparseAdam``).
         context_window: (before, after) events that define a neighbour session's initial state; not
             used by the forward pass (the batch carries the windows) but part of the model's input
-            definition, so stored with it for inference.
+            definition, so stored with it for inference; ``distinct_sessions`` likewise (the sampler's
+            neighbourhood rule).
     """
 
     def __init__(
@@ -340,6 +92,7 @@ class DGSR(nn.Module):
         type_heads: bool = False,
         repeat_bonus: bool = False,
         history_length: int | None = None,
+        distinct_sessions: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -349,6 +102,7 @@ class DGSR(nn.Module):
         self.num_layers = num_layers
         self.readout_last_item = readout_last_item
         self.context_window = (int(context_window[0]), int(context_window[1]))
+        self.distinct_sessions = distinct_sessions  # input definition (the sampler's), like context_window
         attn_dropout = dropout if attn_dropout is None else attn_dropout
         self.item_embedding = nn.Embedding(num_items, embedding_dim, sparse=sparse_embedding)
         self.session_bias = nn.Parameter(torch.zeros(embedding_dim))
@@ -530,26 +284,94 @@ class DGSR(nn.Module):
         """Scores ``[B, num_items]`` of every catalogue item."""
         return session_repr @ self.item_embedding.weight.to(session_repr.dtype).T
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments, to rebuild the model from a state dict."""
+    @classmethod
+    def from_config(cls, num_items: int, config: ModelConfig) -> DGSR:
+        """The model described by ``config`` (see :class:`~gnn_recsys.models.config.ModelConfig`)."""
+        return cls(
+            num_items,
+            config.embedding_dim,
+            config.num_layers,
+            item_max_length=config.item_max_length,
+            user_max_length=config.user_max_length,
+            dropout=config.dropout,
+            attn_dropout=config.attn_dropout,
+            readout_last_item=config.readout_last_item,
+            attention=config.attention,
+            context_window=config.context_window,
+            sparse_embedding=config.sparse_embedding,
+            type_heads=config.type_heads,
+            repeat_bonus=config.repeat_bonus,
+            history_length=config.history_length if config.repeat_bonus else None,
+            distinct_sessions=config.distinct_sessions,
+        )
+
+    @property
+    def config(self) -> ModelConfig:
+        """The :class:`ModelConfig` that rebuilds this architecture (with :meth:`from_config`)."""
         conv0 = self.conv(1, 0)
-        return {
-            "num_items": self.num_items,
-            "embedding_dim": self.dim,
-            "num_layers": self.num_layers,
-            "item_max_length": self.item_max_length,
-            "user_max_length": self.user_max_length,
-            "dropout": conv0.msg_dropout.p,
-            "attn_dropout": conv0.attn_dropout.p,
-            "readout_last_item": self.readout_last_item,
-            "attention": conv0.attention,
-            "num_event_types": conv0.type_key.num_embeddings,
-            "context_window": list(self.context_window),
-            "sparse_embedding": self.item_embedding.sparse,
-            "type_heads": self.type_head is not None,
-            "repeat_bonus": self.repeat_prior is not None,
-            "history_length": self.history_length,
-        }
+        return ModelConfig(
+            embedding_dim=self.dim,
+            num_layers=self.num_layers,
+            item_max_length=self.item_max_length,
+            user_max_length=self.user_max_length,
+            context_window=self.context_window,
+            distinct_sessions=self.distinct_sessions,
+            dropout=conv0.msg_dropout.p,
+            attn_dropout=conv0.attn_dropout.p,
+            readout_last_item=self.readout_last_item,
+            attention=conv0.attention,
+            type_heads=self.type_head is not None,
+            repeat_bonus=self.repeat_prior is not None,
+            history_length=self.history_length,
+            sparse_embedding=self.item_embedding.sparse,
+        )
+
+    def loss(
+        self,
+        batch: DGSRBatch,
+        loss_fn: nn.Module,
+        generator: torch.Generator | None = None,
+        type_weights: Tensor | None = None,
+    ) -> Tensor:
+        """Training loss of a batch with targets: each sample through the head of its target's type.
+
+        ``type_weights [3]`` weighs a sample by its target's event type (typed samples only).
+        """
+        if batch.target is None:
+            raise ValueError("DGSR.loss needs a batch with targets")
+        reps = self(batch)
+        if batch.target_type is not None:
+            reps = self.typed(reps, batch.target_type)
+        bonus = self.history_bonus(batch, batch.target_type)
+        history = None if bonus is None else (batch.history_item, bonus)
+        weight = None
+        if type_weights is not None and batch.target_type is not None:
+            weight = type_weights[batch.target_type]
+        return loss_fn(
+            reps, batch.target, self.item_embedding.weight, generator, history=history, weight=weight
+        )
+
+    @torch.no_grad()
+    def topk(
+        self,
+        reps: Tensor,
+        batch: DGSRBatch,
+        k: int,
+        event_type: Tensor | int | None = None,
+        block_size: int = 65_536,
+    ) -> tuple[Tensor, Tensor]:
+        """Top-``k`` item indices and scores over the whole catalogue, repeat bonus included.
+
+        ``reps`` are :meth:`forward`'s output for ``batch``; ``event_type`` picks a head (a type per
+        sample, one type for all, or None for the shared representation). The catalogue is scanned in
+        blocks, so memory is ``[B, block_size + k]`` whatever its size.
+        """
+        query = reps.float() if event_type is None else self.typed(reps, event_type).float()
+        bonus = self.history_bonus(batch, event_type)
+        history = None if bonus is None else (batch.history_item, bonus.float())
+        return topk_blocked(
+            query, self.item_embedding.weight.detach().float(), k, block_size, history=history
+        )
 
 
 def _with_pad_row(emb: Tensor) -> Tensor:
@@ -562,4 +384,4 @@ def _gather_or_zero(x: Tensor, index: Tensor) -> Tensor:
     return x[index.clamp(min=0)] * (index >= 0).unsqueeze(-1).to(x.dtype)
 
 
-__all__ = ["DGSR", "DGSRBatch", "HopBlock", "make_batch"]
+__all__ = ["DGSR", "NUM_EVENT_TYPES", "DGSRBatch", "HopBlock", "ModelConfig", "make_batch"]

@@ -21,10 +21,15 @@ softmax cross entropy, which the tests check.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gnn_recsys.models.config import from_mapping
 
 
 def sampled_softmax_loss(
@@ -220,21 +225,60 @@ class FullSoftmaxLoss(nn.Module):
         return full_softmax_loss(query, target, item_embedding, history, weight)
 
 
-def make_loss(
-    kind: str,
-    item_counts: np.ndarray,
-    *,
-    num_negatives: int = 2048,
-    alpha: float = 0.75,
-    uniform_mix: float = 0.1,
-    in_batch: bool = True,
-    sparse: bool = False,
-) -> nn.Module:
-    """``"sampled"`` -> :class:`SampledSoftmaxLoss`, ``"full"`` -> :class:`FullSoftmaxLoss`."""
-    if kind == "sampled":
-        return SampledSoftmaxLoss(
-            item_counts, num_negatives, alpha=alpha, uniform_mix=uniform_mix, in_batch=in_batch, sparse=sparse
-        )
+@dataclass(frozen=True)
+class LossConfig:
+    """Which softmax trains the model, and how its negatives are drawn.
+
+    ``kind="auto"`` takes the exact full softmax while the catalogue has at most ``full_max_items``
+    items (a ``[B, N]`` score matrix per step is then cheap next to the GNN) and the sampled softmax
+    with log-Q correction above that.
+    """
+
+    kind: Literal["auto", "sampled", "full"] = "auto"
+    full_max_items: int = 20_000
+    num_negatives: int = 2048
+    negative_alpha: float = 0.75
+    negative_uniform_mix: float = 0.1
+    in_batch_negatives: bool = True
+    type_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # by the target's type: clicks, carts, orders
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("auto", "sampled", "full"):
+            raise ValueError(f"loss.kind must be 'auto', 'sampled' or 'full', got {self.kind!r}")
+        object.__setattr__(self, "type_weights", tuple(float(x) for x in self.type_weights))
+        if len(self.type_weights) != 3 or min(self.type_weights) <= 0:
+            raise ValueError("loss.type_weights must be three positive weights (clicks, carts, orders)")
+
+    def resolve(self, num_items: int) -> Literal["sampled", "full"]:
+        """The softmax actually used for a catalogue of ``num_items``."""
+        if self.kind != "auto":
+            return self.kind
+        return "full" if num_items <= self.full_max_items else "sampled"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["type_weights"] = list(self.type_weights)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> LossConfig:
+        return from_mapping(cls, values, "loss")
+
+
+def make_loss(config: LossConfig, item_counts: np.ndarray, *, sparse: bool = False) -> nn.Module:
+    """The loss module of ``config`` for a catalogue with training-target counts ``item_counts``."""
+    kind = config.resolve(len(item_counts))
     if kind == "full":
+        if sparse:
+            raise ValueError(
+                "sparse_embedding needs the sampled softmax (the full softmax touches every row)"
+            )
         return FullSoftmaxLoss()
-    raise ValueError(f"loss must be 'sampled' or 'full', got {kind!r}")
+    return SampledSoftmaxLoss(
+        item_counts,
+        config.num_negatives,
+        alpha=config.negative_alpha,
+        uniform_mix=config.negative_uniform_mix,
+        in_batch=config.in_batch_negatives,
+        sparse=sparse,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -20,4 +21,27 @@ def split_local_validation(
     result = split_events(events, test_days=params["test_days"], seed=params["seed"])
     stats = result.stats()
     logger.info("Local validation split: %s", stats)
+    if stats["test_sessions"] == 0:
+        _no_test_sessions(events, params["test_days"], stats)
     return result.train, result.test_inputs, result.test_labels, mlflow_metrics(stats)
+
+
+def _no_test_sessions(events: pl.DataFrame, test_days: int, stats: dict[str, Any]) -> None:
+    """Stop (or, for ``test_days: 0``, warn): without test sessions every metric would be empty."""
+    first, last = (
+        datetime.fromtimestamp(int(ts) / 1000, tz=UTC) for ts in (events["ts"].min(), events["ts"].max())
+    )
+    span = (last - first).total_seconds() / 86400
+    where = (
+        f"the data spans {span:.2f} days ({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC); "
+        f"{stats['test_sessions_full']} sessions start in the last {test_days} days, "
+        f"{stats['train_sessions']} train sessions remain before them"
+    )
+    if test_days == 0:
+        logger.warning("split.test_days=0: no local test sessions, so no local evaluation (%s)", where)
+        return
+    raise ValueError(
+        f"split.test_days={test_days} leaves no local test sessions: {where}. Test sessions need at least "
+        "two events on items seen in the train part; choose split.test_days shorter than the data's span, "
+        'e.g. --params "split.test_days=1"'
+    )

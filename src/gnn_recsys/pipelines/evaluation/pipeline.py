@@ -1,22 +1,46 @@
-"""Evaluation pipeline for a given set of models (each one's ``candidates_<model>`` dataset)."""
+"""Evaluation pipeline for a given set of models (each one's ``candidates_<model>`` dataset).
+
+Besides the metrics, figures for the MLflow run (``08_reporting/plots``): recall@K curves, recall by
+session length, recommendations by item popularity and, when DGSR is among the models, its training
+curves.
+"""
 
 from collections.abc import Sequence
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import evaluate_models
+from .nodes import evaluate_models, evaluation_plots, training_curves_plot
 
 
 def create_pipeline(models: Sequence[str] = ("popularity", "covisitation"), **kwargs) -> Pipeline:
-    inputs = {"labels": "local_test_labels", "params": "params:evaluation"}
-    inputs |= {model: f"candidates_{model}" for model in models}
-    return Pipeline(
-        [
+    candidates = {model: f"candidates_{model}" for model in models}
+    nodes = [
+        node(
+            evaluate_models,
+            inputs={"labels": "local_test_labels", "params": "params:evaluation"} | candidates,
+            outputs=["metrics_report", "metrics", "metrics_table"],
+            name="evaluate_models",
+        ),
+        node(
+            evaluation_plots,
+            inputs={
+                "labels": "local_test_labels",
+                "test_inputs": "local_test_inputs",
+                "train_events": "local_train_events",
+                "params": "params:evaluation",
+            }
+            | candidates,
+            outputs=["recall_at_k_plot", "recall_by_session_length_plot", "recommendation_popularity_plot"],
+            name="evaluation_plots",
+        ),
+    ]
+    if "dgsr" in models:
+        nodes.append(
             node(
-                evaluate_models,
-                inputs=inputs,
-                outputs=["metrics_report", "metrics", "metrics_table"],
-                name="evaluate_models",
+                training_curves_plot,
+                inputs="dgsr_training_history",
+                outputs=["dgsr_training_curves_plot", "dgsr_resumed_epoch_metrics"],
+                name="dgsr_training_curves_plot",
             )
-        ]
-    )
+        )
+    return Pipeline(nodes)

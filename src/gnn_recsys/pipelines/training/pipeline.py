@@ -2,39 +2,39 @@
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import log_dgsr_to_mlflow, make_dgsr_samples, recommend_dgsr, train_dgsr_model
+from .nodes import log_dgsr_to_mlflow, make_dgsr_training_data, recommend_dgsr, train_dgsr_model
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                make_dgsr_samples,
-                inputs=["local_graph", "local_test_inputs", "params:dgsr.samples"],
-                outputs=["dgsr_train_samples", "dgsr_val_samples"],
-                name="make_dgsr_samples",
+                make_dgsr_training_data,
+                inputs=["local_train_events", "local_test_inputs", "item_vocabulary", "params:dgsr.samples"],
+                outputs=["dgsr_train_graph", "dgsr_train_samples", "dgsr_val_samples"],
+                name="make_dgsr_training_data",
             ),
             node(
                 train_dgsr_model,
-                inputs=["local_graph", "dgsr_train_samples", "dgsr_val_samples", "params:dgsr"],
+                inputs=["dgsr_train_graph", "dgsr_train_samples", "dgsr_val_samples", "params:dgsr"],
                 outputs=["dgsr_model", "dgsr_training_history"],
                 name="train_dgsr",
             ),
             node(
                 recommend_dgsr,
-                inputs=["dgsr_model", "local_graph", "local_test_inputs", "params:dgsr.inference"],
+                inputs=["dgsr_model", "local_graph", "local_test_inputs", "params:dgsr"],
                 outputs="candidates_dgsr",
                 name="dgsr_local_candidates",
             ),
             node(
                 recommend_dgsr,
-                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr.inference"],
+                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr"],
                 outputs="test_candidates_dgsr",
                 name="dgsr_test_candidates",
             ),
             node(
                 log_dgsr_to_mlflow,
-                inputs=["dgsr_model", "full_graph"],
+                inputs=["dgsr_model", "full_graph", "params:dgsr.inference"],
                 outputs=None,
                 name="log_dgsr_to_mlflow",
             ),

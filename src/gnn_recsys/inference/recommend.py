@@ -1,0 +1,183 @@
+"""Full-catalogue top-K with a trained DGSR: encode sessions in loader batches, score items in blocks.
+
+One representation per session at ``cut_ts = last ts + 1`` (its whole history); memory is bounded
+by ``batch_size x block_size`` whatever the catalogue size. Runs on the model's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gnn_recsys.graph.sampler import inference_samples
+from gnn_recsys.loader.collate import SubgraphCollate
+from gnn_recsys.loader.loaders import EpochBatches, LoaderConfig, make_loader
+from gnn_recsys.loader.samples import SampleSet
+from gnn_recsys.models.batch import DGSRBatch
+from gnn_recsys.models.config import from_mapping
+from gnn_recsys.models.dgsr import DGSR
+from gnn_recsys.runtime import autocast, progress, share_cpu_with_workers
+
+#: Inference on the CPU of the calling process (the MLflow model answering one request, tests).
+NO_WORKERS = LoaderConfig(num_workers=0)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Top-K candidate lists for the local test sessions and the test file."""
+
+    top_k: int = 50
+    batch_size: int = 512
+    block_size: int = 65_536  # items scored per block in the full-catalogue top-K
+    amp: bool = True  # mixed precision on CUDA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> InferenceConfig:
+        return from_mapping(cls, values, "inference")
+
+
+@torch.no_grad()
+def encode_sessions(
+    model: DGSR,
+    graph: Any,
+    sessions: np.ndarray,
+    cut_ts: np.ndarray,
+    *,
+    batch_size: int = 512,
+    loader: LoaderConfig = NO_WORKERS,
+    sampler: Any = None,
+    amp: bool = True,
+    show_progress: bool = False,
+) -> Iterator[tuple[Tensor, DGSRBatch]]:
+    """Yield ``(representations [<=batch_size, d], batch)`` on the model's device, in input order."""
+    device = next(model.parameters()).device
+    samples = SampleSet(sessions, cut_ts, np.zeros(len(sessions), dtype=np.int64))
+    collate = SubgraphCollate(graph, samples, model.config, sampler=sampler, with_target=False)
+    batches = EpochBatches(len(samples), batch_size)
+    context, _ = autocast(device, amp)
+    was_training = model.training
+    model.eval()
+    try:
+        with share_cpu_with_workers(device, loader.workers()):
+            data = make_loader(collate, batches, loader, device, persistent=False)
+            for host_batch in progress(data, show_progress, desc="encode", total=len(batches)):
+                batch = host_batch.to(device, non_blocking=True)
+                with context:
+                    reps = model(batch).float()
+                yield reps, batch
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def recommend_by_type(
+    model: DGSR,
+    graph: Any,
+    session_indices: np.ndarray,
+    config: InferenceConfig = InferenceConfig(),  # noqa: B008 - frozen dataclass
+    *,
+    event_types: tuple[int | None, ...] = (0, 1, 2),
+    loader: LoaderConfig = NO_WORKERS,
+    sampler: Any = None,
+    return_aids: bool = True,
+    show_progress: bool = False,
+) -> dict[int | None, tuple[np.ndarray, np.ndarray]]:
+    """Top-``k`` lists ``(items [n, k], scores [n, k])`` per event type (None = shared representation).
+
+    Each session is encoded once and scored with every requested type head; items are aids
+    (``graph.item_aid``) or, with ``return_aids=False``, item indices.
+    """
+    session_indices, cut_ts = inference_samples(graph, np.asarray(session_indices, dtype=np.int64))
+    parts: dict[int | None, tuple[list[np.ndarray], list[np.ndarray]]] = {t: ([], []) for t in event_types}
+    for reps, batch in encode_sessions(
+        model,
+        graph,
+        session_indices,
+        cut_ts,
+        batch_size=config.batch_size,
+        loader=loader,
+        sampler=sampler,
+        amp=config.amp,
+        show_progress=show_progress,
+    ):
+        for event_type, (items, scores) in parts.items():
+            index, score = model.topk(reps, batch, config.top_k, event_type, config.block_size)
+            items.append(index.cpu().numpy())
+            scores.append(score.cpu().numpy())
+    width = min(config.top_k, graph.num_items)
+    result = {}
+    for event_type, (items, scores) in parts.items():
+        item_matrix = np.concatenate(items) if items else np.zeros((0, width), dtype=np.int64)
+        score_matrix = np.concatenate(scores) if scores else np.zeros((0, width), dtype=np.float32)
+        if return_aids:
+            item_matrix = np.asarray(graph.item_aid)[item_matrix]
+        result[event_type] = (item_matrix, score_matrix)
+    return result
+
+
+def recommend(
+    model: DGSR,
+    graph: Any,
+    session_indices: np.ndarray,
+    config: InferenceConfig = InferenceConfig(),  # noqa: B008 - frozen dataclass
+    *,
+    event_type: int | None = None,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One top-``k`` list per session (``event_type`` picks a head); see :func:`recommend_by_type`."""
+    return recommend_by_type(model, graph, session_indices, config, event_types=(event_type,), **options)[
+        event_type
+    ]
+
+
+@torch.no_grad()
+def recall_at_k(
+    model: DGSR,
+    graph: Any,
+    samples: SampleSet,
+    *,
+    k: int = 20,
+    batch_size: int = 512,
+    block_size: int = 65_536,
+    loader: LoaderConfig = NO_WORKERS,
+    sampler: Any = None,
+    amp: bool = True,
+    show_progress: bool = False,
+) -> float:
+    """Share of samples whose target is in the top ``k`` of the full catalogue (``nan`` if no samples).
+
+    Typed samples are scored through the head of their target's type.
+    """
+    if len(samples) == 0:
+        return float("nan")
+    device = next(model.parameters()).device
+    hits = torch.zeros((), dtype=torch.long, device=device)  # summed on device: one sync at the end
+    start = 0
+    for reps, batch in encode_sessions(
+        model,
+        graph,
+        samples.session,
+        samples.cut_ts,
+        batch_size=batch_size,
+        loader=loader,
+        sampler=sampler,
+        amp=amp,
+        show_progress=show_progress,
+    ):
+        rows = slice(start, start + reps.shape[0])
+        target_type = None
+        if samples.target_type is not None:
+            target_type = torch.tensor(samples.target_type[rows], device=device)
+        index, _ = model.topk(reps, batch, k, target_type, block_size)
+        target = torch.tensor(samples.target[rows], device=device)
+        hits += (index == target.unsqueeze(1)).any(dim=1).sum()
+        start += reps.shape[0]
+    return int(hits) / len(samples)

@@ -1,0 +1,118 @@
+"""DataLoaders of DGSR batches: worker processes build batches while the model trains or scores.
+
+The main process only decides which sample rows form a batch (:class:`EpochBatches`, a batch
+sampler); the collate object (:class:`~gnn_recsys.loader.collate.SubgraphCollate`) samples the
+subgraphs and builds the tensors inside a worker. Workers are persistent, so each epoch only sets a
+new order (:meth:`EpochBatches.new_epoch`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from gnn_recsys.loader.collate import SubgraphCollate
+from gnn_recsys.models.config import from_mapping
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Worker processes for training, validation and inference batches."""
+
+    num_workers: int | str = "auto"  # "auto": one per core but one, at most 8 (0 on a 1-core machine)
+    prefetch_factor: int = 4  # batches queued per worker
+    persistent_workers: bool = True  # keep workers (and their graph pages) across epochs
+    pin_memory: bool = True  # page-locked host batches for fast, asynchronous copies to CUDA
+
+    def __post_init__(self) -> None:
+        if self.num_workers != "auto" and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ValueError(f"loader.num_workers must be 'auto' or an int >= 0, got {self.num_workers!r}")
+        if self.prefetch_factor < 1:
+            raise ValueError("loader.prefetch_factor must be >= 1")
+
+    def workers(self) -> int:
+        """The number of worker processes this machine gets."""
+        if self.num_workers == "auto":
+            return max(0, min(8, (os.cpu_count() or 1) - 1))
+        return int(self.num_workers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> LoaderConfig:
+        return from_mapping(cls, values, "loader")
+
+
+class _Rows(Dataset[int]):
+    """Sample row ``i`` is just ``i``: the collate function in the worker does the real work."""
+
+    def __init__(self, num_samples: int) -> None:
+        self.num_samples = num_samples
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def __getitems__(self, rows: list[int]) -> np.ndarray:  # one call per batch, not per sample
+        return np.asarray(rows, dtype=np.int64)
+
+
+class EpochBatches(Sampler[np.ndarray]):
+    """Batches of sample rows in the current epoch's order; lives in the main process.
+
+    Set the order with :meth:`new_epoch` before iterating the loader; persistent workers then receive
+    the new batches without being restarted.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.order = np.arange(num_samples, dtype=np.int64)
+
+    def new_epoch(self, order: np.ndarray) -> None:
+        self.order = np.asarray(order, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.order), self.batch_size):
+            yield self.order[start : start + self.batch_size]
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # a worker samples with numpy; torch threads there would only compete
+
+
+def make_loader(
+    collate: SubgraphCollate,
+    batches: EpochBatches,
+    config: LoaderConfig,
+    device: torch.device,
+    *,
+    persistent: bool = True,
+) -> DataLoader:
+    """A loader of :class:`DGSRBatch` built by ``collate`` in worker processes, in ``batches``' order."""
+    workers = config.workers()
+    return DataLoader(
+        _Rows(len(collate.samples)),
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=config.pin_memory and device.type == "cuda",
+        worker_init_fn=_worker_init if workers > 0 else None,
+        prefetch_factor=config.prefetch_factor if workers > 0 else None,
+        persistent_workers=config.persistent_workers and persistent and workers > 0,
+        # Its own generator: a loader iterator otherwise draws its worker seed from torch's global RNG,
+        # once per epoch without persistent workers and once in all with them, shifting dropout masks.
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,0 +1,266 @@
+"""DGSR model input: a sampler subgraph turned into per-hop tensors (built in DataLoader workers).
+
+``make_batch`` is numpy only and runs next to the sampler in the loader's workers; the model sees
+:class:`DGSRBatch` tensors only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from gnn_recsys.graph.sampler import context_events
+from gnn_recsys.models.conv.dgrn_conv import ChildLayout
+
+NUM_EVENT_TYPES = 3
+
+
+@dataclass
+class HopBlock:
+    """Tensors of one hop ``h >= 1`` of a batch: its nodes, how they hang below hop ``h-1``, context.
+
+    The hop's states live in *rows*: one per node, except on the leaf hop (``h = L``) where identical
+    nodes share a row (same item; same session edge event with the same context window), because
+    there a state is a pure function of that key. ``layout.source`` maps nodes to rows.
+    """
+
+    node: Tensor  # [N_h] int64: item index (odd h) or session index (even h)
+    layout: ChildLayout  # children = this hop, parents = hop h-1
+    row_node: Tensor  # [R] int64: item / session index of each row
+    context: Tensor | None = None  # [R, C] int64 into context_items, pad = len(context_items); even h
+    context_items: Tensor | None = None  # [U] int64 distinct item indices of the hop's context windows
+
+    def _map(self, fn: Any) -> HopBlock:
+        def opt(t: Tensor | None) -> Tensor | None:
+            return None if t is None else fn(t)
+
+        return HopBlock(
+            node=fn(self.node),
+            layout=self.layout.to_fn(fn),
+            row_node=fn(self.row_node),
+            context=opt(self.context),
+            context_items=opt(self.context_items),
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> HopBlock:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> HopBlock:
+        return self._map(lambda t: t.pin_memory())
+
+
+@dataclass
+class DGSRBatch:
+    """Model input for ``num_samples`` samples: hops ``1..L`` plus readout helpers and (optional) targets."""
+
+    hops: list[HopBlock]
+    num_samples: int
+    last_item: Tensor  # [B] int64 item index of the most recent prefix item, -1 = empty prefix
+    prefix_count: Tensor  # [B] number of hop-1 items
+    target: Tensor | None = None  # [B] int64 item index
+    target_type: Tensor | None = None  # [B] int64 event type of the target (for type heads)
+    # The session's own prefix items (hop 1), de-duplicated per sample, for the repeat bonus:
+    history_item: Tensor | None = None  # [B, H] int64 item index, -1 = padding
+    history_slot: Tensor | None = None  # [E1] flat index into [B * H] of each hop-1 edge
+    history_order: Tensor | None = None  # [E1] the edge's relative order (0 = most recent)
+    history_type: Tensor | None = None  # [E1] the edge's event type
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return DGSRBatch(
+            hops=[hop.to(device, non_blocking) for hop in self.hops],
+            num_samples=self.num_samples,
+            last_item=self.last_item.to(device, non_blocking=non_blocking),
+            prefix_count=self.prefix_count.to(device, non_blocking=non_blocking),
+            target=move(self.target),
+            target_type=move(self.target_type),
+            history_item=move(self.history_item),
+            history_slot=move(self.history_slot),
+            history_order=move(self.history_order),
+            history_type=move(self.history_type),
+        )
+
+    def pin_memory(self) -> DGSRBatch:
+        def pin(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return DGSRBatch(
+            hops=[hop.pin_memory() for hop in self.hops],
+            num_samples=self.num_samples,
+            last_item=self.last_item.pin_memory(),
+            prefix_count=self.prefix_count.pin_memory(),
+            target=pin(self.target),
+            target_type=pin(self.target_type),
+            history_item=pin(self.history_item),
+            history_slot=pin(self.history_slot),
+            history_order=pin(self.history_order),
+            history_type=pin(self.history_type),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch construction (numpy, runs in DataLoader workers)
+# --------------------------------------------------------------------------------------------------
+
+
+def _field(obj: Any, name: str) -> np.ndarray:
+    return np.asarray(getattr(obj, name)).astype(np.int64, copy=False)
+
+
+def _factorize(values: np.ndarray, upper: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct values, index of each value into them)`` for non-negative ints ``< upper``.
+
+    A presence table when ``upper`` is small relative to ``len(values)`` (no sort), else hashing.
+    """
+    if upper <= 4 * len(values):
+        present = np.zeros(upper, dtype=bool)
+        present[values] = True
+        distinct = np.flatnonzero(present)
+        lookup = np.cumsum(present, dtype=np.int64) - 1
+        return distinct, lookup[values]
+    codes, distinct = pd.factorize(values)
+    return np.asarray(distinct, dtype=np.int64), codes.astype(np.int64, copy=False)
+
+
+def make_batch(
+    graph: Any,
+    subgraph: Any,
+    cut_ts: np.ndarray,
+    num_layers: int,
+    *,
+    context_window: tuple[int, int] = (2, 2),
+    target: np.ndarray | None = None,
+    target_type: np.ndarray | None = None,
+    history_length: int | None = None,
+) -> DGSRBatch:
+    """Turn a sampler :class:`~gnn_recsys.graph.sampler.SubgraphBatch` into model tensors.
+
+    Uses hops ``1..num_layers`` (``subgraph.hops[h-1]`` is hop ``h``). Session hops take their context
+    windows from ``Hop.context`` (the sampler's ``context_window``); when the sampler ran without one
+    they are computed here with ``context_window``. Leaf-hop nodes are de-duplicated into rows.
+    """
+    cut_ts = np.asarray(cut_ts, dtype=np.int64)
+    num_samples = len(cut_ts)
+    hops = list(subgraph.hops)
+    if len(hops) < num_layers:
+        raise ValueError(
+            f"model has {num_layers} layers but the subgraph has only {len(hops)} hops beyond hop 0"
+        )
+    ev_type = np.asarray(graph.ev_type)
+    ev_item = np.asarray(graph.ev_item)
+    num_items = len(graph.item_aid)
+    blocks: list[HopBlock] = []
+    num_parents = num_samples
+    last_item = np.full(num_samples, -1, dtype=np.int64)
+    prefix_count = np.zeros(num_samples, dtype=np.int64)
+    for h, hop in enumerate(hops[:num_layers], start=1):
+        node, parent, order, event = (_field(hop, f) for f in ("node", "parent", "order", "event"))
+        leaf = h == num_layers
+        if h == 1:
+            first = order == 0
+            last_item[parent[first]] = node[first]
+            prefix_count = np.bincount(parent, minlength=num_samples).astype(np.int64)
+            if history_length is None:  # the repeat bonus sees the hop-1 items
+                history = _history(parent, node, num_samples, num_items)
+                history_order, history_type = order, ev_type[event]
+            else:  # ... or the session's last ``history_length`` events before the cut
+                hist_parent, hist_event, history_order = _prefix_events(
+                    graph, subgraph, parent[first], event[first], history_length
+                )
+                history = _history(hist_parent, ev_item[hist_event], num_samples, num_items)
+                history_type = ev_type[hist_event]
+        ctx = None
+        if h % 2 == 0:
+            ctx = getattr(hop, "context", None)
+            if ctx is None:
+                ctx = context_events(graph, subgraph, h, *context_window)
+            ctx = np.asarray(ctx, dtype=np.int64)
+        if not leaf:
+            source, row_node, row_ctx = np.arange(len(node), dtype=np.int64), node, ctx
+        elif ctx is None:  # item leaf: one row per distinct item
+            row_node, source = _factorize(node, num_items)
+            row_ctx = None
+        else:  # session leaf: one row per (edge event, how many later events the cut admits)
+            after = (
+                (ctx[:, context_window[0] :] >= 0).sum(1) if ctx.shape[1] else np.zeros(len(node), np.int64)
+            )
+            key = event * (ctx.shape[1] + 1) + after
+            codes, _ = pd.factorize(key)  # codes numbered in order of first appearance
+            source = codes.astype(np.int64, copy=False)
+            seen_before = np.maximum.accumulate(np.concatenate([[-1], source[:-1]]))
+            first_row = np.flatnonzero(source > seen_before)
+            row_node, row_ctx = node[first_row], ctx[first_row]
+        block = HopBlock(
+            node=torch.from_numpy(node),
+            layout=ChildLayout.from_edges(
+                parent, order, ev_type[event], num_parents, source=source, num_rows=len(row_node)
+            ),
+            row_node=torch.from_numpy(np.ascontiguousarray(row_node)),
+        )
+        if row_ctx is not None:
+            valid = row_ctx >= 0
+            vocab, local = _factorize(ev_item[row_ctx[valid]].astype(np.int64), num_items)
+            dense = np.full(row_ctx.shape, len(vocab), dtype=np.int64)
+            dense[valid] = local
+            block.context = torch.from_numpy(dense)
+            block.context_items = torch.from_numpy(vocab)
+        blocks.append(block)
+        num_parents = len(node)
+    return DGSRBatch(
+        hops=blocks,
+        num_samples=num_samples,
+        last_item=torch.from_numpy(last_item),
+        prefix_count=torch.from_numpy(prefix_count),
+        target=None if target is None else torch.from_numpy(np.asarray(target, dtype=np.int64)),
+        target_type=None
+        if target_type is None
+        else torch.from_numpy(np.asarray(target_type, dtype=np.int64)),
+        history_item=torch.from_numpy(history[0]),
+        history_slot=torch.from_numpy(history[1]),
+        history_order=torch.from_numpy(np.ascontiguousarray(history_order, dtype=np.int64)),
+        history_type=torch.from_numpy(np.ascontiguousarray(history_type, dtype=np.int64)),
+    )
+
+
+def _prefix_events(
+    graph: Any, subgraph: Any, sample: np.ndarray, last_event: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sample, event, order)`` of each sample's last ``length`` events up to ``last_event``.
+
+    The prefix of a sample is contiguous in the session-order arrays and ends at its most recent hop-1
+    edge, so no search is needed: a ragged ``arange`` back from ``last_event``.
+    """
+    session = np.asarray(subgraph.session, dtype=np.int64)[sample]
+    start = np.maximum(np.asarray(graph.session_ptr)[session], last_event + 1 - length)
+    counts = last_event + 1 - start
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(sample)), counts)
+    offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    event = start[owner] + offset
+    return sample[owner], event, last_event[owner] - event
+
+
+def _history(
+    parent: np.ndarray, item: np.ndarray, num_samples: int, num_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct prefix items per sample, padded to ``[B, H]`` (-1), and each edge's flat slot in it."""
+    key = parent.astype(np.int64) * num_items + item
+    distinct, slot_of_edge = np.unique(key, return_inverse=True)  # sorted by sample, then item
+    sample, distinct_item = np.divmod(distinct, num_items)
+    counts = np.bincount(sample, minlength=num_samples)
+    width = int(counts.max()) if len(distinct) else 0
+    position = np.arange(len(distinct)) - (np.cumsum(counts) - counts)[sample]
+    items = np.full((num_samples, width), -1, dtype=np.int64)
+    items[sample, position] = distinct_item
+    flat = (sample * width + position).astype(np.int64)
+    return items, flat[slot_of_edge.reshape(-1)]
+
+
+__all__ = ["NUM_EVENT_TYPES", "DGSRBatch", "HopBlock", "make_batch"]

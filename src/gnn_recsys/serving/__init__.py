@@ -1,0 +1,1 @@
+"""DGSR served as an MLflow pyfunc model."""

@@ -1,0 +1,48 @@
+"""The typed configs are the only source of defaults: the YAML mirrors them, typos fail at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gnn_recsys.inference import InferenceConfig
+from gnn_recsys.loader import SampleConfig
+from gnn_recsys.training import FitConfig
+
+PARAMS = Path(__file__).resolve().parents[1] / "conf" / "base" / "parameters_training.yml"
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_yaml_sections_equal_the_dataclass_defaults() -> None:
+    dgsr = yaml.safe_load(PARAMS.read_text())["dgsr"]
+    defaults = FitConfig().to_dict()
+    for section in ("model", "loss", "train", "loader"):
+        assert dgsr[section] == {k: _plain(v) for k, v in defaults[section].items()}, section
+    assert dgsr["inference"] == InferenceConfig().to_dict()
+    assert dgsr["samples"] == {k: _plain(v) for k, v in vars(SampleConfig()).items()}
+    assert FitConfig.from_dict(dgsr) == FitConfig()
+
+
+def test_unknown_keys_are_named_with_the_valid_ones() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown key\(s\) \['embeding_dim'\] in dgsr.model; valid keys: .*embedding_dim"
+    ):
+        FitConfig.from_dict({"model": {"embeding_dim": 8}})
+    with pytest.raises(ValueError, match=r"in dgsr.train"):
+        FitConfig.from_dict({"train": {"epochs": 3}})
+    with pytest.raises(ValueError, match="unknown config section"):
+        FitConfig().with_(optimiser={"lr": 1.0})
+
+
+def test_config_hash_ignores_how_a_run_executes_but_not_what_it_computes() -> None:
+    base = FitConfig()
+    assert base.with_(train={"max_epochs": 99, "device": "cpu"}, loader={"num_workers": 3}).config_hash() == (
+        base.config_hash()
+    )
+    assert base.with_(train={"lr": 0.5}).config_hash() != base.config_hash()
+    assert base.with_(model={"embedding_dim": 8}).config_hash() != base.config_hash()

@@ -1,0 +1,108 @@
+"""Project hooks: runtime parameters checked against conf/, MLflow runs closed with the right status."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from gnn_recsys.hooks import UnknownParameterError, check_runtime_params, overrides_text
+
+DEFINED = {
+    "split": {"test_days": 7, "seed": 42},
+    "covisitation": {"top_k": 50, "type_weights": {"clicks": 1.0, "carts": 6.0}},
+    "raw_train_path": None,
+    "event_types": {"clicks": "clicks"},
+    "dgsr": {"train": {"context_window": [2, 2]}},
+}
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        {"split": {"test_days": 1}},
+        {"covisitation": {"type_weights": {"carts": 3.0}}},
+        {"raw_train_path": "/x/train.jsonl"},  # a null default takes any value
+        {"event_types": {"view": "clicks", "addtocart": "carts"}},  # an open mapping takes new keys
+        {"dgsr": {"train": {"context_window": [3, 3]}}},  # a list is replaced whole
+    ],
+)
+def test_valid_overrides_pass(runtime: dict) -> None:
+    check_runtime_params(runtime, DEFINED)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        (
+            {"baselines": {"covisitation": {"top_k": 30}}},
+            "no parameter 'baselines' at the top level.*covisitation, dgsr, event_types, raw_train_path, split",
+        ),
+        (
+            {"covisitation": {"topk": 30}},
+            "valid keys under 'covisitation': top_k, type_weights.*'covisitation.top_k'",
+        ),
+        (
+            {"covisitation": {"type_weights": {"views": 1}}},
+            "under 'covisitation.type_weights': carts, clicks",
+        ),
+        ({"split": {"test_days": {"x": 1}}}, "'split.test_days' is a single value"),
+    ],
+)
+def test_unknown_overrides_name_the_valid_keys(runtime: dict, message: str) -> None:
+    with pytest.raises(UnknownParameterError, match=message):
+        check_runtime_params(runtime, DEFINED)
+
+
+def test_overrides_text_reads_like_the_command_line() -> None:
+    assert overrides_text({"split": {"test_days": 3}, "raw_train_path": "a.jsonl"}) == (
+        "split.test_days=3,raw_train_path=a.jsonl"
+    )
+
+
+def test_misspelt_params_stop_the_session_before_any_node(kedro_project: Path) -> None:
+    bootstrap_project(kedro_project)
+    with (
+        KedroSession.create(
+            project_path=kedro_project, runtime_params={"baselines": {"covisitation": {"top_k": 30}}}
+        ) as session,
+        pytest.raises(UnknownParameterError, match="valid keys at the top level: .*covisitation"),
+    ):
+        session.run(pipeline_names=["covisitation_otto"])
+    assert not any((kedro_project / "data").rglob("*.parquet")), "a node ran before the check"
+    assert mlflow.active_run() is None
+
+
+def _interrupting_split(events: pl.DataFrame, params: dict) -> None:
+    """Stands in for the split node: the user presses Ctrl-C while it runs."""
+    signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_the_run_as_killed(kedro_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "gnn_recsys.pipelines.data_split.pipeline.split_local_validation", _interrupting_split
+    )
+    previous_handler = signal.getsignal(signal.SIGINT)
+    bootstrap_project(kedro_project)  # registers the pipelines again, with the patched node
+    params = {
+        "synthetic": {"num_items": 100, "num_train_sessions": 200, "num_test_sessions": 20},
+        "ingestion": {"progress": False},
+    }
+    with (
+        KedroSession.create(project_path=kedro_project, runtime_params=params) as session,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        session.run(pipeline_names=["covisitation_otto"])
+
+    assert mlflow.active_run() is None
+    assert signal.getsignal(signal.SIGINT) is previous_handler
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("gnn_recsys").experiment_id])
+    assert run.info.status == "KILLED"
+    assert "metrics.covisitation.score" not in run.data.metrics
