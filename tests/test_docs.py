@@ -46,6 +46,14 @@ def test_configuration_reference_lists_every_parameter_with_its_default(tmp_path
     keys = [row.key for block in parse(conf / "base" / "parameters_x.yml") for row in block.rows]
     assert keys == ["top", "group", "group.inner", "group.deeper.leaf", "group.weights"]
 
+    (conf / "env").mkdir()
+    (conf / "env" / "parameters.yml").write_text("group:\n  inner: [3]\n  deeper: {leaf: 1}\n")
+    assert "| `group.deeper.leaf` | `1` |" in render(conf)
+    (conf / "env" / "parameters.yml").write_text("group:\n  innr: [3]\n")  # a stale or misspelt key
+    with pytest.raises(ValueError, match=r"env/parameters.yml: overrides .* \['group.innr'\]"):
+        render(conf)
+    (conf / "env" / "parameters.yml").unlink()
+
     (conf / "base" / "parameters_x.yml").write_text("a: 1\nb: [1,\n  2]\n")  # YAML this parser cannot read
     with pytest.raises(ValueError, match="parameters_x.yml:3"):
         render(conf)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+#: Mappings whose keys are data, not parameters (an event table's type values): an environment may add keys.
+OPEN_MAPPINGS = ("event_types.",)
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):(?P<rest>.*)$")
 HEADER = """# Configuration reference
 
@@ -152,9 +154,17 @@ def render(conf_dir: Path) -> str:
                     default = f"`{row.default}`" if row.default else "*(group)*"
                     lines.append(f"| `{row.key}` | {default} | {_cell(' '.join(row.notes))} |")
                 parts.append("\n".join(lines) + "\n")
+    base_keys = {
+        key
+        for path in (conf_dir / "base").glob("parameters*.yml")
+        for key in _flatten(yaml.safe_load(path.read_text()) or {})
+    }
     for env in sorted(p for p in conf_dir.iterdir() if p.is_dir() and p.name not in ("base", "local")):
         for path in sorted(env.glob("parameters*.yml")):
             overrides = _flatten(yaml.safe_load(path.read_text()) or {})
+            unknown = [k for k in overrides if k not in base_keys and not k.startswith(OPEN_MAPPINGS)]
+            if unknown:
+                raise ValueError(f"{path}: overrides of parameters that conf/base does not define: {unknown}")
             parts.append(f"## `--env {env.name}` (`conf/{env.name}/{path.name}`)\n")
             parts.append("Overrides of the defaults above:\n")
             lines = ["| parameter | value |", "|---|---|"]
