@@ -28,16 +28,10 @@ TINY = {
     "synthetic": {"num_items": 300, "num_train_sessions": 1500, "num_test_sessions": 200, "seed": 3},
     "ingestion": {"progress": False},
     "dgsr": {
-        "train": {
-            "embedding_dim": 16,
-            "item_max_length": 8,
-            "user_max_length": 4,
-            "batch_size": 256,
-            "num_negatives": 128,
-            "epochs": 2,
-            "lr": 0.01,
-            "progress": False,
-        },
+        "model": {"embedding_dim": 16, "item_max_length": 8, "user_max_length": 4},
+        "loss": {"num_negatives": 128},
+        "train": {"batch_size": 256, "max_epochs": 2, "warmup_steps": 0, "lr": 0.01, "progress": False},
+        "loader": {"num_workers": 1},
         "inference": {"batch_size": 256},
     },
 }
