@@ -97,4 +97,4 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert (site / "images" / "kedro_viz.png").exists()
     # the configuration reference renders as tables, not as raw Markdown
     html = (site / "configuration" / "index.html").read_text()
-    assert "<td><code>dgsr.train.epochs</code></td>" in html
+    assert "<td><code>split.test_days</code></td>" in html

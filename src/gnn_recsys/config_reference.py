@@ -28,7 +28,7 @@ Every parameter of `conf/base/parameters_*.yml` with its default, generated from
 files disagree). Override any of them for one run with `--params`, dotted for nested keys:
 
 ```bash
-kedro run --params "split.test_days=3,dgsr.train.epochs=10,covisitation.top_k=30"
+kedro run --params "split.test_days=3,covisitation.top_k=30"
 ```
 
 or for good in an environment of your own (`conf/<env>/parameters.yml`, `kedro run --env <env>`).
