@@ -43,7 +43,7 @@ def test_quick_environment_overrides_single_keys_of_the_base_parameters() -> Non
         conf_source=str(PROJECT_ROOT / "conf"), env="quick", **settings.CONFIG_LOADER_ARGS
     )
     params = loader["parameters"]
-    assert params["dgsr"]["train"]["epochs"] == 2  # from conf/quick
+    assert params["dgsr"]["train"]["max_epochs"] == 2  # from conf/quick
     assert params["dgsr"]["train"]["lr"] == 0.001  # still from conf/base
     assert params["dgsr"]["inference"]["top_k"] == 50
     assert params["synthetic"]["num_train_sessions"] == 4000 and params["synthetic"]["seed"] == 7

@@ -4,11 +4,16 @@ Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``da
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
 baselines; also ``__default__``).
+
+Each building block is a modular pipeline with a namespace (see ``NAMESPACES``), so kedro-viz draws
+seven collapsible stages instead of one flat graph and node names read ``<stage>.<node>``
+(``kedro run --nodes=dgsr_training.train_dgsr``). Dataset and parameter names are not prefixed: the
+catalog keeps its plain names.
 """
 
 from __future__ import annotations
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, pipeline
 
 from gnn_recsys.pipelines import (
     baselines,
@@ -23,32 +28,51 @@ from gnn_recsys.pipelines import (
 BASELINE_MODELS = ("popularity", "covisitation")
 ALL_MODELS = (*BASELINE_MODELS, "dgsr")
 
+# registered pipeline name -> namespace shown in kedro-viz and prefixed to node names
+NAMESPACES = {
+    "ingestion": "ingestion",
+    "data_split": "split",
+    "baselines": "baselines",
+    "graph_construction": "graph",
+    "training": "dgsr_training",
+    "evaluation": "evaluation",
+    "candidate_export": "export",
+}
+
+
+def _stage(name: str, stage: Pipeline) -> Pipeline:
+    """``stage`` under its namespace, with datasets and parameters left unprefixed."""
+    return pipeline(stage, namespace=NAMESPACES[name], prefix_datasets_with_namespace=False)
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
-    data = ingestion.create_pipeline() + data_split.create_pipeline()
+    stages = {
+        "ingestion": _stage("ingestion", ingestion.create_pipeline()),
+        "data_split": _stage("data_split", data_split.create_pipeline()),
+        "baselines": _stage("baselines", baselines.create_pipeline()),
+        "graph_construction": _stage("graph_construction", graph_construction.create_pipeline()),
+        "training": _stage("training", training.create_pipeline()),
+    }
+    data = stages["ingestion"] + stages["data_split"]
     covisitation_otto = (
         data
-        + baselines.create_pipeline()
-        + evaluation.create_pipeline(models=BASELINE_MODELS)
-        + candidate_export.create_pipeline(models=BASELINE_MODELS)
+        + stages["baselines"]
+        + _stage("evaluation", evaluation.create_pipeline(models=BASELINE_MODELS))
+        + _stage("candidate_export", candidate_export.create_pipeline(models=BASELINE_MODELS))
     )
     dgsr_otto = (
         data
-        + baselines.create_pipeline()
-        + graph_construction.create_pipeline()
-        + training.create_pipeline()
-        + evaluation.create_pipeline(models=ALL_MODELS)
-        + candidate_export.create_pipeline(models=ALL_MODELS)
+        + stages["baselines"]
+        + stages["graph_construction"]
+        + stages["training"]
+        + _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS))
+        + _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS))
     )
     return {
-        "ingestion": ingestion.create_pipeline(),
-        "data_split": data_split.create_pipeline(),
-        "baselines": baselines.create_pipeline(),
-        "graph_construction": graph_construction.create_pipeline(),
-        "training": training.create_pipeline(),
-        "evaluation": evaluation.create_pipeline(models=ALL_MODELS),
-        "candidate_export": candidate_export.create_pipeline(models=ALL_MODELS),
+        **stages,
+        "evaluation": _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS)),
+        "candidate_export": _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS)),
         "covisitation_otto": covisitation_otto,
         "dgsr_otto": dgsr_otto,
         "__default__": dgsr_otto,

@@ -22,7 +22,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 # (five warnings on every run, none about this project). Remove when either moves to register_resolver().
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
-HOOKS = (ParamsValidationHook(), MlflowRunHook())
+HOOKS = (ParamsValidationHook(), MlflowRunHook())  # kedro-viz's statistics hooks are appended at the end
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -34,3 +34,18 @@ CONFIG_LOADER_ARGS = {
     # (dgsr.train.epochs) without having to repeat the rest of their mapping.
     "merge_strategy": {"parameters": "soft"},
 }
+
+# kedro-viz (a dev tool, absent from a bare runtime install) collects dataset statistics for its
+# metadata panel; its hook knows only pandas, ours adds polars, so the plugin's hooks are replaced by
+# ours and a fresh instance of its run-status hook.
+try:
+    from kedro_viz.integrations.kedro.run_hooks import PipelineRunStatusHook
+
+    from gnn_recsys.viz_stats import PolarsDatasetStatsHook
+except ImportError:  # pragma: no cover - kedro-viz not installed
+    VIZ_HOOKS: tuple = ()
+else:
+    VIZ_HOOKS = (PolarsDatasetStatsHook(), PipelineRunStatusHook())
+    DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
+
+HOOKS = (*HOOKS, *VIZ_HOOKS)
