@@ -97,8 +97,8 @@ def main() -> None:
         ("data_split", ["--pipelines=data_split"]),
         ("baselines", ["--pipelines=baselines"]),
         ("graph_construction", ["--pipelines=graph_construction"]),
-        ("dgsr_samples", ["--nodes=make_dgsr_training_data"]),
-        ("dgsr_train (capped)", ["--nodes=train_dgsr"]),
+        ("dgsr_samples", ["--nodes=dgsr_training.make_dgsr_training_data"]),
+        ("dgsr_train (capped)", ["--nodes=dgsr_training.train_dgsr"]),
     ]
     input_mb = sum((raw / f).stat().st_size for f in ("train.jsonl", "test.jsonl")) / 1e6
     print(f"{'stage':<22} {'wall s':>8} {'peak RSS GB':>12}  note")
