@@ -43,17 +43,21 @@ def _reference(
             alpha = torch.softmax(key @ conv.lin_query_long(h_p) / math.sqrt(D), 0)
             h_long = alpha @ value
             last = children[layout.order[children] == 0][0]
-            beta = torch.softmax(w1h @ conv.lin_query_short(x_child[last]) / math.sqrt(D), 0)
+            short = conv.lin_child if conv.lin_query_short is None else conv.lin_query_short
+            beta = torch.softmax(w1h @ short(x_child[last]) / math.sqrt(D), 0)
             h_short = beta @ w1h
         out.append(torch.tanh(conv.lin_update(torch.cat([h_long, h_short, h_p]))))
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("own_short_query", [True, False])
 @pytest.mark.parametrize("attention", ["dense", "segment"])
-def test_conv_matches_reference_equations(attention: str) -> None:
+def test_conv_matches_reference_equations(attention: str, own_short_query: bool) -> None:
     torch.manual_seed(0)
     layout, n_child = _random_relation(1)
-    conv = DGRNConv(D, max_order=3, attention=attention).eval()  # max_order 3 < 5: orders get capped
+    # max_order 3 < 5: orders get capped
+    conv = DGRNConv(D, max_order=3, attention=attention, own_short_query=own_short_query).eval()
+    assert (conv.lin_query_short is None) == (not own_short_query)
     x_parent = torch.randn(layout.num_parents, D)
     x_child = torch.randn(n_child, D)
     with torch.no_grad():
