@@ -20,4 +20,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # An environment's parameters merge key by key over base (conf/paper sets a few dgsr.model keys
+    # without repeating the rest); Kedro's default would replace each top-level key whole.
+    "merge_strategy": {"parameters": "soft"},
 }
