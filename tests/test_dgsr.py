@@ -12,6 +12,7 @@ from gnn_recsys.graph.sampler import TemporalSubgraphSampler, training_samples
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.models.conv.dgrn_conv import ChildLayout
 from gnn_recsys.models.dgsr import DGSR, make_batch
+from gnn_recsys.models.loss import add_history_bonus
 
 D = 8
 
@@ -173,29 +174,63 @@ def test_batch_fields_match_the_graph(graph: TemporalGraph) -> None:
     assert batch.target.tolist() == list(range(10))
 
 
-def test_representation_ignores_events_at_or_after_the_cut(
-    events: pl.DataFrame, graph: TemporalGraph
-) -> None:
-    """Deleting every event with ts >= cut from the graph leaves the representation unchanged."""
-    cut = int(np.quantile(graph.ev_ts, 0.6))
-    past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
-    active = past.session_id[:40]  # sessions with history before the cut, in both graphs
-    in_full = graph.session_to_index(active)
-    in_past = past.session_to_index(active)
-    cut_ts = np.full(len(active), cut, dtype=np.int64)
-    model = _model(graph, 2)
-    reps = []
-    for g, s in ((graph, in_full), (past, in_past)):
-        subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(s, cut_ts)
+def _typed_scores(model: DGSR, batch) -> torch.Tensor:
+    """``[3, B, N]``: every catalogue item's score per target type, repeat bonus included."""
+    reps = model(batch)
+    out = []
+    for event_type in range(3):
+        bonus = model.history_bonus(batch, event_type)
+        out.append(
+            add_history_bonus(model.score_all(model.typed(reps, event_type)), (batch.history_item, bonus))
+        )
+    return torch.stack(out)
+
+
+def test_scores_ignore_events_at_or_after_the_cut(events: pl.DataFrame, graph: TemporalGraph) -> None:
+    """Per sample, deleting every event with ts >= its cut (its own session's later events included)
+    leaves every score unchanged: the GNN, the type heads and the repeat bonus over the history."""
+    torch.manual_seed(0)
+    model = DGSR(
+        graph.num_items,
+        D,
+        2,
+        item_max_length=5,
+        user_max_length=4,
+        dropout=0.0,
+        type_heads=True,
+        repeat_bonus=True,
+        history_length=30,
+    ).eval()
+    with torch.no_grad():  # heads and prior start at zero: make them matter
+        model.type_head.weight.normal_(std=0.3)
+        model.type_head.bias.normal_(std=0.3)
+        model.repeat_prior.normal_()
+
+    def scores(g: TemporalGraph, sessions: np.ndarray, cuts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(
+            sessions, cuts
+        )
+        batch = make_batch(g, subgraph, cuts, 2, history_length=30)
         with torch.no_grad():
-            reps.append(model(make_batch(g, subgraph, cut_ts, 2)))
-    torch.testing.assert_close(reps[0], reps[1])
-    # ...while moving the cut later does change it (the future is really in the full graph).
-    later = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
-        in_full, cut_ts + 10**10
-    )
-    with torch.no_grad():
-        assert not torch.allclose(model(make_batch(graph, later, cut_ts + 10**10, 2)), reps[0])
+            return _typed_scores(model, batch), batch.history_item
+
+    lengths = np.diff(graph.session_ptr)
+    sessions = np.flatnonzero(lengths >= 6)[:8]  # long enough to cut in the middle
+    middle = graph.session_ptr[sessions] + lengths[sessions] // 2
+    cuts = graph.ev_ts[middle].astype(np.int64)
+    full, history = scores(graph, sessions, cuts)
+    assert not torch.allclose(full[0], full[2])  # the heads are in play
+    for b, (s, cut) in enumerate(zip(sessions, cuts, strict=True)):
+        past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
+        in_past = past.session_to_index(graph.session_id[[s]])
+        alone, _ = scores(past, in_past, np.array([cut]))
+        torch.testing.assert_close(alone[:, 0], full[:, b])
+    # ...while moving the cut to after each session's end does change them, through its own later
+    # items in the history (repeat bonus) as well as through the graph.
+    ends = graph.ev_ts[graph.session_ptr[sessions + 1] - 1].astype(np.int64) + 1
+    later, later_history = scores(graph, sessions, ends)
+    assert not torch.isclose(later, full).all(-1).all(0).any()
+    assert not torch.equal(later_history, history)
 
 
 def test_empty_prefix_falls_back_to_the_session_bias(graph: TemporalGraph) -> None:
