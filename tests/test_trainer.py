@@ -31,22 +31,22 @@ from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Everything small: ~2k events, 16-dim model, 8 batches per epoch.
+# Everything small: ~3k events, 16-dim model, 7 batches per epoch. Validation as the pipeline does it:
+# 40% of the sessions held out whole, each cut once, their events from the cut on hidden from the graph.
 DATA_CODE = """
 import numpy as np
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
-from gnn_recsys.graph.sampler import training_samples
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
-from gnn_recsys.loader import SampleSet
+from gnn_recsys.loader.samples import SampleConfig, hold_out_validation, make_samples
 from gnn_recsys.training import FitConfig
 
 def tiny_data():
-    events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=150, num_test_sessions=0, seed=11))
-    graph = build_temporal_graph(events)
-    samples = SampleSet(*training_samples(graph))
-    val_rows = np.zeros(len(samples), dtype=bool)
-    val_rows[np.random.default_rng(0).choice(len(samples), 150, replace=False)] = True
-    return events, graph, samples.subset(~val_rows), samples.subset(val_rows)
+    events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=200, num_test_sessions=0, seed=11))
+    config = SampleConfig(seed=0, val_fraction=0.4, future_target_types=())
+    visible, val_targets = hold_out_validation(events, np.zeros(0, np.int64), config)
+    graph = build_temporal_graph(visible, item_aids=np.sort(events["aid"].unique().to_numpy()))
+    train, val = make_samples(graph, np.zeros(0, np.int64), val_targets, config)
+    return visible, graph, train, val
 
 TINY = FitConfig().with_(
     model={"embedding_dim": 16, "item_max_length": 6, "user_max_length": 4},
@@ -89,6 +89,20 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert wa.keys() == wb.keys()
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
+
+
+def test_validation_rows_come_from_held_out_sessions(data) -> None:
+    """No validation session is a training session, and none of its events after its cut is in the
+    graph the training samples are drawn from (hold_out_validation cuts by row: an event tied in time
+    with the cut event and stored before it stays visible, though the validation sample itself only
+    sees ``ts < cut``)."""
+    events, graph, train, val = data
+    assert len(val) >= 50 and not np.isin(val.session, train.session).any()
+    assert len(np.unique(val.session)) == len(val)  # one cut per held-out session
+    ptr, ev_ts = np.asarray(graph.session_ptr), np.asarray(graph.ev_ts)
+    for s, cut in zip(val.session, val.cut_ts, strict=True):
+        session_ts = ev_ts[ptr[s] : ptr[s + 1]]
+        assert len(session_ts) and session_ts.max() <= cut
 
 
 def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
