@@ -46,3 +46,32 @@ def test_config_hash_ignores_how_a_run_executes_but_not_what_it_computes() -> No
     )
     assert base.with_(train={"lr": 0.5}).config_hash() != base.config_hash()
     assert base.with_(model={"embedding_dim": 8}).config_hash() != base.config_hash()
+
+
+def test_paper_environment_overrides_only_its_keys_and_builds_the_published_model() -> None:
+    """`kedro run --env paper`: its keys merged over base (the rest of dgsr kept), a valid FitConfig."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    from gnn_recsys import settings  # noqa: PLC0415
+    from gnn_recsys.models.dgsr import DGSR  # noqa: PLC0415
+
+    conf = PARAMS.parents[1]
+    base = OmegaConfigLoader(str(conf), **settings.CONFIG_LOADER_ARGS)["parameters"]
+    paper = OmegaConfigLoader(str(conf), env="paper", **settings.CONFIG_LOADER_ARGS)["parameters"]
+    overrides = yaml.safe_load((conf / "paper" / "parameters.yml").read_text())["dgsr"]
+    assert {k: v for k, v in paper.items() if k != "dgsr"} == {k: v for k, v in base.items() if k != "dgsr"}
+    for section, values in base["dgsr"].items():
+        if not isinstance(values, dict):
+            assert paper["dgsr"][section] == overrides.get(section, values), section
+            continue
+        for key, value in values.items():  # every key not overridden keeps its base value
+            assert paper["dgsr"][section][key] == overrides.get(section, {}).get(key, value), (section, key)
+    config = FitConfig.from_dict(paper["dgsr"])
+    model = config.model
+    assert (model.num_layers, model.item_max_length, model.user_max_length) == (3, 50, 50)
+    assert model.distinct_sessions and model.tie_weights and model.readout == "paper"
+    assert config.train.optimizer == "adam" and config.train.grad_clip is None
+    assert config.loss == FitConfig().loss and config.loader == FitConfig().loader
+    assert SampleConfig.from_dict(paper["dgsr"]["samples"]).future_target_types == ()
+    net = DGSR.from_config(100, model)
+    assert net.readout.bias is None and net.convs["item1"].lin_child is net.convs["session1"].lin_query_long

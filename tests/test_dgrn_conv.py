@@ -43,17 +43,21 @@ def _reference(
             alpha = torch.softmax(key @ conv.lin_query_long(h_p) / math.sqrt(D), 0)
             h_long = alpha @ value
             last = children[layout.order[children] == 0][0]
-            beta = torch.softmax(w1h @ conv.lin_query_short(x_child[last]) / math.sqrt(D), 0)
+            short = conv.lin_child if conv.lin_query_short is None else conv.lin_query_short
+            beta = torch.softmax(w1h @ short(x_child[last]) / math.sqrt(D), 0)
             h_short = beta @ w1h
         out.append(torch.tanh(conv.lin_update(torch.cat([h_long, h_short, h_p]))))
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("own_short_query", [True, False])
 @pytest.mark.parametrize("attention", ["dense", "segment"])
-def test_conv_matches_reference_equations(attention: str) -> None:
+def test_conv_matches_reference_equations(attention: str, own_short_query: bool) -> None:
     torch.manual_seed(0)
     layout, n_child = _random_relation(1)
-    conv = DGRNConv(D, max_order=3, attention=attention).eval()  # max_order 3 < 5: orders get capped
+    # max_order 3 < 5: orders get capped
+    conv = DGRNConv(D, max_order=3, attention=attention, own_short_query=own_short_query).eval()
+    assert (conv.lin_query_short is None) == (not own_short_query)
     x_parent = torch.randn(layout.num_parents, D)
     x_child = torch.randn(n_child, D)
     with torch.no_grad():
@@ -135,7 +139,8 @@ def test_parent_output_ignores_other_parents_children() -> None:
 
 
 def test_edge_type_and_order_change_the_output() -> None:
-    """The type/order embeddings are wired in: permuting them alters the result."""
+    """The type and the order embeddings are each wired in: changing either alone alters the parents
+    whose children changed, and only those."""
     torch.manual_seed(0)
     layout, n_child = _random_relation(5)
     conv = DGRNConv(D, max_order=5).eval()
@@ -143,8 +148,23 @@ def test_edge_type_and_order_change_the_output() -> None:
     retyped = ChildLayout.from_edges(
         layout.index, layout.order, (layout.edge_type + 1) % 3, layout.num_parents
     )
+    # swap orders 1 and 2: the same children and the same most recent one (order 0, the short-term
+    # query), so only the order embeddings p^K / p^V can tell the two apart
+    swapped = layout.order.clone()
+    swapped[layout.order == 1], swapped[layout.order == 2] = 2, 1
+    moved = torch.zeros(layout.num_parents, dtype=torch.bool)  # parents with an order-1 child
+    moved[layout.index[layout.order == 1]] = True
+    assert 0 < int(moved.sum()) < layout.num_parents
+    reordered = ChildLayout.from_edges(layout.index, swapped, layout.edge_type, layout.num_parents)
     with torch.no_grad():
-        assert not torch.allclose(conv(x_parent, x_child, layout), conv(x_parent, x_child, retyped))
+        base = conv(x_parent, x_child, layout)
+        by_type = conv(x_parent, x_child, retyped)
+        by_order = conv(x_parent, x_child, reordered)
+    has_children = torch.bincount(layout.index, minlength=layout.num_parents) > 0
+    assert not torch.isclose(base, by_type).all(-1)[has_children].any()
+    torch.testing.assert_close(base[~has_children], by_type[~has_children])
+    assert not torch.isclose(base, by_order).all(-1)[moved].any()
+    torch.testing.assert_close(base[~moved], by_order[~moved])
 
 
 def test_layout_rejects_two_children_in_one_slot() -> None:

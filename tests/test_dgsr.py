@@ -12,6 +12,7 @@ from gnn_recsys.graph.sampler import TemporalSubgraphSampler, training_samples
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.models.conv.dgrn_conv import ChildLayout
 from gnn_recsys.models.dgsr import DGSR, make_batch
+from gnn_recsys.models.loss import add_history_bonus
 
 D = 8
 
@@ -29,7 +30,13 @@ def graph(events: pl.DataFrame) -> TemporalGraph:
 
 
 def _model(
-    graph: TemporalGraph, k_hop: int, attention: str = "dense", readout_last_item: bool = True
+    graph: TemporalGraph,
+    k_hop: int,
+    attention: str = "dense",
+    *,
+    readout_last_item: bool = True,
+    readout: str = "default",
+    tie_weights: bool = False,
 ) -> DGSR:
     torch.manual_seed(0)
     return DGSR(
@@ -41,6 +48,8 @@ def _model(
         dropout=0.0,
         attention=attention,
         readout_last_item=readout_last_item,
+        readout=readout,
+        tie_weights=tie_weights,
     ).eval()
 
 
@@ -87,20 +96,40 @@ def _reference(model: DGSR, graph: TemporalGraph, subgraph, k_hop: int) -> torch
         )
         return model.conv(layer, h)(state(h, i, layer - 1)[None], x_child, layout)[0]
 
+    paper = model.readout_kind == "paper"
     out = []
     for b in range(len(subgraph.session)):
-        parts = [state(0, b, layer) for layer in range(k_hop + 1)]
+        parts = [state(0, b, layer) for layer in range(1 if paper else 0, k_hop + 1)]
         if model.readout_last_item:
             kids = children_of[0].get(b, np.array([], dtype=int))
             first = kids[np.asarray(hops[0].order)[kids] == 0]
-            parts.append(emb[int(np.asarray(hops[0].node)[first[0]])] if len(first) else torch.zeros(D))
+            if not len(first):
+                parts.append(torch.zeros(D))
+            elif paper:  # the last item's state after layer L - 1
+                parts.append(state(1, int(first[0]), k_hop - 1))
+            else:
+                parts.append(emb[int(np.asarray(hops[0].node)[first[0]])])
         out.append(model.readout(torch.cat(parts)))
     return torch.stack(out)
 
 
-@pytest.mark.parametrize(("k_hop", "attention"), [(1, "dense"), (2, "dense"), (2, "segment"), (3, "dense")])
-def test_batched_forward_matches_tree_recursion(graph: TemporalGraph, k_hop: int, attention: str) -> None:
-    model = _model(graph, k_hop, attention)
+@pytest.mark.parametrize(
+    ("k_hop", "attention", "readout", "tie_weights"),
+    [
+        (1, "dense", "default", False),
+        (2, "dense", "default", False),
+        (2, "segment", "default", False),
+        (3, "dense", "default", False),
+        (1, "dense", "paper", True),
+        (2, "segment", "paper", False),
+        (2, "dense", "default", True),
+        (3, "dense", "paper", True),
+    ],
+)
+def test_batched_forward_matches_tree_recursion(
+    graph: TemporalGraph, k_hop: int, attention: str, readout: str, tie_weights: bool
+) -> None:
+    model = _model(graph, k_hop, attention, readout=readout, tie_weights=tie_weights)
     sessions, cut_ts = _some_samples(graph, 6 if k_hop < 3 else 3)
     sampler = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=k_hop)
     subgraph = sampler.sample(sessions, cut_ts)
@@ -145,29 +174,63 @@ def test_batch_fields_match_the_graph(graph: TemporalGraph) -> None:
     assert batch.target.tolist() == list(range(10))
 
 
-def test_representation_ignores_events_at_or_after_the_cut(
-    events: pl.DataFrame, graph: TemporalGraph
-) -> None:
-    """Deleting every event with ts >= cut from the graph leaves the representation unchanged."""
-    cut = int(np.quantile(graph.ev_ts, 0.6))
-    past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
-    active = past.session_id[:40]  # sessions with history before the cut, in both graphs
-    in_full = graph.session_to_index(active)
-    in_past = past.session_to_index(active)
-    cut_ts = np.full(len(active), cut, dtype=np.int64)
-    model = _model(graph, 2)
-    reps = []
-    for g, s in ((graph, in_full), (past, in_past)):
-        subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(s, cut_ts)
+def _typed_scores(model: DGSR, batch) -> torch.Tensor:
+    """``[3, B, N]``: every catalogue item's score per target type, repeat bonus included."""
+    reps = model(batch)
+    out = []
+    for event_type in range(3):
+        bonus = model.history_bonus(batch, event_type)
+        out.append(
+            add_history_bonus(model.score_all(model.typed(reps, event_type)), (batch.history_item, bonus))
+        )
+    return torch.stack(out)
+
+
+def test_scores_ignore_events_at_or_after_the_cut(events: pl.DataFrame, graph: TemporalGraph) -> None:
+    """Per sample, deleting every event with ts >= its cut (its own session's later events included)
+    leaves every score unchanged: the GNN, the type heads and the repeat bonus over the history."""
+    torch.manual_seed(0)
+    model = DGSR(
+        graph.num_items,
+        D,
+        2,
+        item_max_length=5,
+        user_max_length=4,
+        dropout=0.0,
+        type_heads=True,
+        repeat_bonus=True,
+        history_length=30,
+    ).eval()
+    with torch.no_grad():  # heads and prior start at zero: make them matter
+        model.type_head.weight.normal_(std=0.3)
+        model.type_head.bias.normal_(std=0.3)
+        model.repeat_prior.normal_()
+
+    def scores(g: TemporalGraph, sessions: np.ndarray, cuts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(
+            sessions, cuts
+        )
+        batch = make_batch(g, subgraph, cuts, 2, history_length=30)
         with torch.no_grad():
-            reps.append(model(make_batch(g, subgraph, cut_ts, 2)))
-    torch.testing.assert_close(reps[0], reps[1])
-    # ...while moving the cut later does change it (the future is really in the full graph).
-    later = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
-        in_full, cut_ts + 10**10
-    )
-    with torch.no_grad():
-        assert not torch.allclose(model(make_batch(graph, later, cut_ts + 10**10, 2)), reps[0])
+            return _typed_scores(model, batch), batch.history_item
+
+    lengths = np.diff(graph.session_ptr)
+    sessions = np.flatnonzero(lengths >= 6)[:8]  # long enough to cut in the middle
+    middle = graph.session_ptr[sessions] + lengths[sessions] // 2
+    cuts = graph.ev_ts[middle].astype(np.int64)
+    full, history = scores(graph, sessions, cuts)
+    assert not torch.allclose(full[0], full[2])  # the heads are in play
+    for b, (s, cut) in enumerate(zip(sessions, cuts, strict=True)):
+        past = build_temporal_graph(events.filter(pl.col("ts") < cut), item_aids=graph.item_aid)
+        in_past = past.session_to_index(graph.session_id[[s]])
+        alone, _ = scores(past, in_past, np.array([cut]))
+        torch.testing.assert_close(alone[:, 0], full[:, b])
+    # ...while moving the cut to after each session's end does change them, through its own later
+    # items in the history (repeat bonus) as well as through the graph.
+    ends = graph.ev_ts[graph.session_ptr[sessions + 1] - 1].astype(np.int64) + 1
+    later, later_history = scores(graph, sessions, ends)
+    assert not torch.isclose(later, full).all(-1).all(0).any()
+    assert not torch.equal(later_history, history)
 
 
 def test_empty_prefix_falls_back_to_the_session_bias(graph: TemporalGraph) -> None:
@@ -258,3 +321,75 @@ def test_history_bonus_starts_as_log_count_and_follows_the_prior(graph: Temporal
     bonus = model.history_bonus(batch)
     most_recent = batch.history_slot[batch.history_order == 0]
     assert (bonus.view(-1)[most_recent] > 4.9).all()
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # shared parameters count once
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("readout_last_item", [True, False])
+def test_paper_readout_and_tied_weights_remove_the_parameters_the_equations_say(
+    graph: TemporalGraph, num_layers: int, readout_last_item: bool
+) -> None:
+    """Paper readout: one d-block of readout input (h^0) and the bias fewer. Tying: per layer below the
+    last, the item conv reuses the session conv's W_1/W_2 and neither has W_3 (4 d^2); the last layer
+    (session conv only) loses its W_3 (d^2)."""
+    counts = {}
+    for readout in ("default", "paper"):
+        for tie in (False, True):
+            kwargs = {"readout_last_item": readout_last_item, "readout": readout, "tie_weights": tie}
+            counts[readout, tie] = _count(_model(graph, num_layers, **kwargs))
+    tied_saving = 4 * D * D * (num_layers - 1) + D * D
+    readout_saving = D * D + D
+    assert counts["default", False] - counts["default", True] == tied_saving
+    assert counts["default", False] - counts["paper", False] == readout_saving
+    assert counts["default", False] - counts["paper", True] == tied_saving + readout_saving
+
+
+def test_tied_weights_are_one_module_per_node_type_and_layer_and_all_learn(graph: TemporalGraph) -> None:
+    model = _model(graph, 3, readout="paper", tie_weights=True).train()
+    for layer in (1, 2):
+        session, item = model.convs[f"session{layer}"], model.convs[f"item{layer}"]
+        assert item.lin_child is session.lin_query_long and item.lin_query_long is session.lin_child
+        assert session.lin_query_short is None and item.lin_query_short is None
+    assert model.convs["session1"].lin_child is not model.convs["session2"].lin_child  # per layer
+    assert model.readout.bias is None and model.readout.in_features == 4 * D  # h^1..h^3 + last item
+    sessions, cut_ts = _some_samples(graph, 24, seed=4)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=3).sample(
+        sessions, cut_ts
+    )
+    reps = model(make_batch(graph, subgraph, cut_ts, 3))
+    assert reps.shape == (24, D) and torch.isfinite(reps).all()
+    model.score_all(reps).logsumexp(1).sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+    # the config round-trips the options (the MLflow model rebuilds the architecture from it)
+    config = model.config
+    assert (config.readout, config.tie_weights, config.num_layers) == ("paper", True, 3)
+    rebuilt = DGSR.from_config(graph.num_items, config)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+
+
+def test_paper_readout_reads_the_updated_last_item_not_its_embedding(graph: TemporalGraph) -> None:
+    """Changing the last item's raw embedding only through the readout: the default readout moves, the
+    paper readout (which reads the item's updated state, not ``E[last]``) moves only through the GNN."""
+    sessions, cut_ts = _some_samples(graph, 6, seed=5)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
+    batch = make_batch(graph, subgraph, cut_ts, 2)
+    for readout in ("default", "paper"):
+        model = _model(graph, 2, readout=readout)
+        with torch.no_grad():
+            before = model(batch)
+            # zero the readout's weights on everything but the last-item block
+            model.readout.weight[:, :-D] = 0.0
+            only_last = model(batch) - (model.readout.bias if model.readout.bias is not None else 0.0)
+            last_emb = model.item_embedding.weight[batch.last_item]
+            direct = last_emb @ model.readout.weight[:, -D:].T
+        if readout == "default":
+            torch.testing.assert_close(only_last, direct)
+        else:  # an updated state: tanh-bounded, and not the raw embedding
+            assert not torch.allclose(only_last, direct)
+        assert torch.isfinite(before).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -60,14 +62,92 @@ def test_accidental_hits_are_masked() -> None:
     assert len(others) < 30  # the batch does hit some candidates, so masking was exercised
 
 
-def test_log_q_is_the_inclusion_probability_of_the_candidate_set() -> None:
+def _proposal(counts: np.ndarray, alpha: float, uniform_mix: float) -> np.ndarray:
+    """The shared-negative distribution as documented: popularity^alpha mixed with the uniform one."""
+    weight = counts**alpha
+    return (1 - uniform_mix) * weight / weight.sum() + uniform_mix / len(counts)
+
+
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_log_q_is_the_empirical_inclusion_frequency_of_a_rows_negatives(in_batch: bool) -> None:
+    """Simulated batches: the other rows' targets drawn from the target frequencies, the shared
+    negatives drawn by the loss's own sampler; how often each item is among a row's negatives."""
     counts = np.array([50.0, 10.0, 1.0, 0.0, 39.0])
-    loss_fn = SampledSoftmaxLoss(counts, num_negatives=6, alpha=0.75, uniform_mix=0.2)
-    p = counts / counts.sum()
-    q = 0.8 * counts**0.75 / (counts**0.75).sum() + 0.2 / 5
-    want = np.log(1 - (1 - p) ** 4 * (1 - q) ** 6)
-    got = loss_fn.log_q(torch.arange(5), batch_size=4).double().numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    batch, draws, num_negatives = 4, 40_000, 6
+    loss_fn = SampledSoftmaxLoss(
+        counts, num_negatives=num_negatives, alpha=0.75, uniform_mix=0.2, in_batch=in_batch
+    )
+    # one big draw of draws x S negatives = draws independent draws of S (each is S i.i.d. draws)
+    many = SampledSoftmaxLoss(counts, num_negatives=num_negatives * draws, alpha=0.75, uniform_mix=0.2)
+    negatives = many.sample_negatives(torch.Generator().manual_seed(1)).numpy().reshape(draws, num_negatives)
+    others = np.random.default_rng(2).choice(5, size=(draws, batch - 1), p=counts / counts.sum())
+    pool = np.concatenate([others, negatives], axis=1) if in_batch else negatives
+    freq = np.array([(pool == i).any(axis=1).mean() for i in range(5)])
+    q = loss_fn.log_q(torch.arange(5), batch_size=batch).double().exp().numpy()
+    stderr = np.sqrt(q * (1 - q) / draws)
+    assert np.all(np.abs(freq - q) <= 4 * stderr + 1e-12), (freq, q)
+    assert freq[3] > 0  # a zero-count item: only through the uniform mix of the shared draws
+
+
+def _row0_loss(loss_fn, query, target, items, candidates, *, batch_size):
+    return sampled_softmax_loss(
+        query[:1], target[:1], items, candidates, loss_fn.log_q(candidates, batch_size)
+    ).double()
+
+
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_sampled_loss_is_an_exact_horvitz_thompson_estimate_of_the_full_softmax(in_batch: bool) -> None:
+    """Non-uniform Q, exact expectation by enumerating every draw: ``exp(loss)`` of a row is its
+    estimated partition function over ``exp(s_target)``, so ``E[exp(sampled loss)] = exp(full loss)``."""
+    counts = np.array([12.0, 6.0, 2.0, 1.0, 1.0])
+    alpha, mix, batch, num_negatives = 0.75, 0.2, 3, 2
+    loss_fn = SampledSoftmaxLoss(
+        counts, num_negatives=num_negatives, alpha=alpha, uniform_mix=mix, in_batch=in_batch
+    )
+    query, target, items = _data(n_items=5, batch=1, dim=4, seed=3)
+    p, q = counts / counts.sum(), _proposal(counts, alpha, mix)
+    others = batch - 1 if in_batch else 0
+    expectation = 0.0
+    for draw in itertools.product(range(5), repeat=others + num_negatives):
+        probability = np.prod(p[list(draw[:others])]) * np.prod(q[list(draw[others:])])
+        pool = ([int(target[0]), *draw[:others]] if in_batch else []) + list(draw[others:])
+        candidates = torch.unique(torch.tensor(pool))
+        expectation += probability * float(
+            _row0_loss(loss_fn, query, target, items, candidates, batch_size=batch).exp()
+        )
+    full = float(F.cross_entropy(query @ items.T, target).double().exp())
+    assert expectation == pytest.approx(full, rel=1e-5)
+    # the exact check has teeth: counting the row's own target among the in-batch draws (Q with B
+    # instead of B - 1 draws) would bias the estimate by ~4% here
+    if in_batch:
+        biased = 0.0
+        for draw in itertools.product(range(5), repeat=others + num_negatives):
+            probability = np.prod(p[list(draw[:others])]) * np.prod(q[list(draw[others:])])
+            candidates = torch.unique(torch.tensor([int(target[0]), *draw]))
+            biased += probability * float(
+                _row0_loss(loss_fn, query, target, items, candidates, batch_size=batch + 1).exp()
+            )
+        assert abs(biased - full) > 0.02 * full
+
+
+def test_loss_module_estimates_the_full_softmax_end_to_end() -> None:
+    """Monte Carlo through ``forward`` (its own candidate set and negative draws) with random batches:
+    the mean of ``exp(row loss)`` matches ``exp(full loss)`` within 4 standard errors."""
+    counts = np.array([30.0, 12.0, 8.0, 4.0, 2.0, 1.0, 1.0, 0.0])
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=3, alpha=0.75, uniform_mix=0.2)
+    query, target, items = _data(n_items=8, batch=1, dim=4, seed=4)
+    full = float(F.cross_entropy(query @ items.T, target).double().exp())
+    rng, g, batch = np.random.default_rng(5), torch.Generator().manual_seed(6), 4
+    weight = torch.tensor([1.0, 0.0, 0.0, 0.0])  # the loss of row 0 alone
+    values = []
+    for _ in range(3_000):
+        others = torch.as_tensor(rng.choice(8, batch - 1, p=counts / counts.sum()))
+        queries = torch.cat([query, torch.zeros(batch - 1, 4)])
+        loss = loss_fn(queries, torch.cat([target, others]), items, g, weight=weight)
+        values.append(float(loss.double().exp()))
+    values = np.array(values)
+    stderr = values.std(ddof=1) / np.sqrt(len(values))
+    assert abs(values.mean() - full) < 4 * stderr
 
 
 def test_shared_negatives_follow_the_proposal_and_are_reproducible() -> None:
@@ -81,24 +161,30 @@ def test_shared_negatives_follow_the_proposal_and_are_reproducible() -> None:
     assert freq[3] > 0  # zero-count items are reachable through the uniform mix
 
 
-def test_correction_reduces_the_bias_of_the_sampled_loss() -> None:
-    """Averaged over draws, the log-Q corrected loss is closer to the full softmax loss than without."""
-    torch.manual_seed(0)
-    n = 2_000
-    counts = np.random.default_rng(0).zipf(1.5, n).astype(float).clip(max=10_000)
-    query, target, items = _data(n_items=n, batch=64, dim=16, seed=1)
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_correction_reduces_the_bias_of_the_sampled_loss(in_batch: bool) -> None:
+    """Averaged over draws, the log-Q corrected loss is closer to the full softmax loss than without;
+    with in-batch negatives the batch's targets follow the target frequencies, as in training."""
+    n, batch = 2_000, 64
+    rng = np.random.default_rng(0)
+    counts = rng.zipf(1.5, n).astype(float).clip(max=10_000)
+    query, _, items = _data(n_items=n, batch=batch, dim=16, seed=1)
     items = items * 0.5
-    full = float(F.cross_entropy(query @ items.T, target))
-    loss_fn = SampledSoftmaxLoss(counts, num_negatives=200, in_batch=False)
+    loss_fn = SampledSoftmaxLoss(counts, num_negatives=200, in_batch=in_batch)
     g = torch.Generator().manual_seed(0)
-    corrected, raw = [], []
+    corrected, raw, full = [], [], []
     for _ in range(20):
-        negatives = torch.unique(loss_fn.sample_negatives(g))
-        corrected.append(
-            float(sampled_softmax_loss(query, target, items, negatives, loss_fn.log_q(negatives, 64)))
+        target = torch.as_tensor(rng.choice(n, batch, p=counts / counts.sum()))
+        full.append(float(F.cross_entropy(query @ items.T, target)))
+        parts = [target] if in_batch else []
+        candidates = torch.unique(torch.cat([*parts, loss_fn.sample_negatives(g)]))
+        log_q = loss_fn.log_q(candidates, batch)
+        corrected.append(float(sampled_softmax_loss(query, target, items, candidates, log_q)))
+        raw.append(
+            float(sampled_softmax_loss(query, target, items, candidates, torch.zeros(len(candidates))))
         )
-        raw.append(float(sampled_softmax_loss(query, target, items, negatives, torch.zeros(len(negatives)))))
-    assert abs(np.mean(corrected) - full) < abs(np.mean(raw) - full)
+    bias, raw_bias = abs(np.mean(corrected) - np.mean(full)), abs(np.mean(raw) - np.mean(full))
+    assert bias < 0.5 * raw_bias
 
 
 def test_gradients_reach_query_and_item_embeddings() -> None:

@@ -31,22 +31,22 @@ from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Everything small: ~2k events, 16-dim model, 8 batches per epoch.
+# Everything small: ~3k events, 16-dim model, 7 batches per epoch. Validation as the pipeline does it:
+# 40% of the sessions held out whole, each cut once, their events from the cut on hidden from the graph.
 DATA_CODE = """
 import numpy as np
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
-from gnn_recsys.graph.sampler import training_samples
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
-from gnn_recsys.loader import SampleSet
+from gnn_recsys.loader.samples import SampleConfig, hold_out_validation, make_samples
 from gnn_recsys.training import FitConfig
 
 def tiny_data():
-    events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=150, num_test_sessions=0, seed=11))
-    graph = build_temporal_graph(events)
-    samples = SampleSet(*training_samples(graph))
-    val_rows = np.zeros(len(samples), dtype=bool)
-    val_rows[np.random.default_rng(0).choice(len(samples), 150, replace=False)] = True
-    return events, graph, samples.subset(~val_rows), samples.subset(val_rows)
+    events = synthetic_events(SyntheticConfig(num_items=200, num_train_sessions=200, num_test_sessions=0, seed=11))
+    config = SampleConfig(seed=0, val_fraction=0.4, future_target_types=())
+    visible, val_targets = hold_out_validation(events, np.zeros(0, np.int64), config)
+    graph = build_temporal_graph(visible, item_aids=np.sort(events["aid"].unique().to_numpy()))
+    train, val = make_samples(graph, np.zeros(0, np.int64), val_targets, config)
+    return visible, graph, train, val
 
 TINY = FitConfig().with_(
     model={"embedding_dim": 16, "item_max_length": 6, "user_max_length": 4},
@@ -89,6 +89,20 @@ def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert wa.keys() == wb.keys()
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
+
+
+def test_validation_rows_come_from_held_out_sessions(data) -> None:
+    """No validation session is a training session, and none of its events after its cut is in the
+    graph the training samples are drawn from (hold_out_validation cuts by row: an event tied in time
+    with the cut event and stored before it stays visible, though the validation sample itself only
+    sees ``ts < cut``)."""
+    events, graph, train, val = data
+    assert len(val) >= 50 and not np.isin(val.session, train.session).any()
+    assert len(np.unique(val.session)) == len(val)  # one cut per held-out session
+    ptr, ev_ts = np.asarray(graph.session_ptr), np.asarray(graph.ev_ts)
+    for s, cut in zip(val.session, val.cut_ts, strict=True):
+        session_ts = ev_ts[ptr[s] : ptr[s + 1]]
+        assert len(session_ts) and session_ts.max() <= cut
 
 
 def test_training_is_deterministic_and_learns(data, tmp_path: Path) -> None:
@@ -415,3 +429,70 @@ def test_type_heads_start_shared_and_learn_type_specific_lists(data) -> None:
     assert np.array_equal(shared, lists[None][0])
     clicks, _ = recommend(result.model, graph, sessions, InferenceConfig(top_k=10), event_type=0)
     assert np.array_equal(clicks, lists[0][0])
+
+
+class _Recorder:
+    """Wraps ``fit.train_step``: the learning rate the optimiser really used and the batch size, per step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from gnn_recsys.training import fit  # noqa: PLC0415
+
+        self.steps: list[tuple[float, int]] = []
+        real = fit.train_step
+
+        def step(model, loss_fn, optimizer, scaler, batch, **kwargs):
+            self.steps.append((optimizer.optimizers[0].param_groups[0]["lr"], batch.num_samples))
+            return real(model, loss_fn, optimizer, scaler, batch, **kwargs)
+
+        monkeypatch.setattr(fit, "train_step", step)
+
+
+def test_schedule_warms_up_decays_on_each_plateau_and_stops_after_patience(data, monkeypatch) -> None:
+    """A scripted validation curve (the metric is the schedule's input): each evaluation that does not
+    beat the best multiplies the learning rate by lr_decay; `patience` of them in a row stop training."""
+    from gnn_recsys.training import fit  # noqa: PLC0415
+
+    _, graph, train, val = data
+    curve = iter([0.5, 0.4, 0.6, 0.6, 0.5, 0.9, 0.9])  # best, plateau, best, plateau, plateau -> stop
+    monkeypatch.setattr(fit, "recall_at_k", lambda *args, **kwargs: next(curve))
+    recorder = _Recorder(monkeypatch)
+    config = TINY.with_(
+        train={"max_epochs": 10, "patience": 2, "lr": 0.01, "lr_decay": 0.5, "warmup_steps": 4}
+    )
+    result = train_dgsr(graph, train, val, config)
+
+    assert [h["val_recall@20"] for h in result.history] == [0.5, 0.4, 0.6, 0.6, 0.5]
+    assert result.stopped_early and result.best_epoch == 3 and result.best_metric == 0.6
+    per_epoch = -(-len(train) // config.train.batch_size)
+    lrs = [lr for lr, _ in recorder.steps]
+    assert len(lrs) == 5 * per_epoch
+    # linear warm-up over the first 4 steps, then the decayed rate after each plateau (epochs 2 and 4)
+    assert lrs[:4] == pytest.approx([0.0025, 0.005, 0.0075, 0.01])
+    want = {1: 0.01, 2: 0.01, 3: 0.005, 4: 0.005, 5: 0.0025}
+    for epoch, lr in want.items():
+        epoch_lrs = lrs[(epoch - 1) * per_epoch : epoch * per_epoch]
+        assert epoch_lrs[-1] == pytest.approx(lr), epoch
+        assert result.history[epoch - 1]["lr"] == pytest.approx(lr), epoch
+    assert all(lr == pytest.approx(0.005) for lr in lrs[2 * per_epoch : 4 * per_epoch])
+
+
+def test_samples_per_epoch_and_max_samples_cap_what_is_trained(data, monkeypatch) -> None:
+    """Each epoch trains a fresh draw of samples_per_epoch samples; the max_samples budget ends training
+    (the last epoch gets what is left) before max_epochs."""
+    from gnn_recsys.training import fit  # noqa: PLC0415
+
+    _, graph, train, val = data
+    orders: list[np.ndarray] = []
+    real_order = fit._epoch_order
+    monkeypatch.setattr(fit, "_epoch_order", lambda *a: orders.append(real_order(*a)) or orders[-1])
+    recorder = _Recorder(monkeypatch)
+    config = TINY.with_(train={"max_epochs": 10, "samples_per_epoch": 300, "max_samples": 700})
+    result = train_dgsr(graph, train, None, config)
+
+    assert len(result.history) == 3 and not result.stopped_early
+    per_step = [n for _, n in recorder.steps]
+    assert per_step == [256, 44, 256, 44, 100]  # batch_size 256: 300, 300, then the 100 left
+    assert sum(per_step) == 700
+    assert [len(o) for o in orders] == [300, 300, 100, 0]  # the fourth draw finds the budget spent
+    assert all(len(np.unique(o)) == len(o) and o.max() < len(train) for o in orders[:3])
+    assert not np.array_equal(np.sort(orders[0]), np.sort(orders[1]))  # a fresh draw each epoch

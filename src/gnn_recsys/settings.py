@@ -30,8 +30,8 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
-    # An environment (conf/quick, conf/otto, conf/local) overrides single keys of the base parameters
-    # (dgsr.train.epochs) without having to repeat the rest of their mapping.
+    # An environment's parameters merge key by key over base (conf/quick, conf/paper, conf/otto and
+    # conf/local set a few keys without repeating the rest); Kedro's default replaces top-level keys whole.
     "merge_strategy": {"parameters": "soft"},
 }
 

@@ -16,6 +16,9 @@ def from_mapping(cls: Any, values: dict[str, Any] | None, section: str) -> Any:
     return cls(**values)
 
 
+Readout = Literal["default", "paper"]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """What defines the network: shapes, neighbourhood sizes and optional parts.
@@ -35,6 +38,12 @@ class ModelConfig:
     dropout: float = 0.1
     attn_dropout: float | None = None  # None = same as dropout
     readout_last_item: bool = True
+    #: "paper": the reference code's readout (layers 1..L and the last item's updated state, no bias);
+    #: "default": layers 0..L and the last item's raw embedding, with a bias.
+    readout: Readout = "default"
+    #: The reference code's weights: per layer one matrix per node type, used as message and as query,
+    #: and no separate short-term query matrix (models/dgsr.py gives the equations).
+    tie_weights: bool = False
     attention: Literal["dense", "segment"] = "dense"
     type_heads: bool = True  # one head per event type: a clicks, a carts and an orders list
     repeat_bonus: bool = True  # learned bonus for the session's own earlier items
@@ -48,6 +57,8 @@ class ModelConfig:
             raise ValueError("model.embedding_dim, item_max_length and user_max_length must be >= 1")
         if len(self.context_window) != 2 or min(self.context_window) < 0:
             raise ValueError("model.context_window must be two non-negative ints (before, after)")
+        if self.readout not in ("default", "paper"):
+            raise ValueError(f"model.readout must be 'default' or 'paper', got {self.readout!r}")
         if self.attention not in ("dense", "segment"):
             raise ValueError(f"model.attention must be 'dense' or 'segment', got {self.attention!r}")
         object.__setattr__(self, "context_window", tuple(int(x) for x in self.context_window))

@@ -19,12 +19,28 @@ Initial states (layer 0)
     the test sessions never occur in training, so a per-session embedding would be untrained noise at
     inference. The content-based initial state above is defined for any session at any cut time.
 
-Readout
-    ``z = W_r [h^0_c || h^1_c || ... || h^L_c || E[last item]]`` with ``W_r`` a linear map to ``d``;
-    scores over the catalogue are ``z E^T``. Concatenating the last item's embedding (the paper's
-    code does something alike; option ``readout_last_item``) gives the model a direct copy of the
-    strongest signal of session recommendation, the most recent item, which the attention layers would
-    otherwise have to preserve through the ``tanh`` updates.
+Readout (``readout="default"``)
+    ``z = W_r [h^0_c || h^1_c || ... || h^L_c || E[last item]] + b_r`` with ``W_r`` a linear map to
+    ``d``; scores over the catalogue are ``z E^T``. Concatenating the last item's raw embedding (option
+    ``readout_last_item``) gives the model a direct copy of the strongest signal of session
+    recommendation, the most recent item, which the attention layers would otherwise have to preserve
+    through the ``tanh`` updates.
+
+Readout (``readout="paper"``, the reference code's)
+    ``z = W_r [h^1_c || ... || h^L_c || h^{L-1}_last]``, no bias and no initial state ``h^0_c``; the
+    last item enters (with ``readout_last_item``) by its *updated* state, not its raw embedding. The
+    reference updates every node of the whole subgraph ``L`` times and reads the last item after layer
+    ``L``; in the ``L``-hop computation tree the deepest state of the last item (a hop-1 node) is the
+    one after layer ``L - 1`` (its raw embedding when ``L = 1``), which sees as far as the centre's.
+
+Weight tying (``tie_weights``, the reference code's)
+    The reference has, per layer, one matrix per node *type* -- ``W_u`` for sessions, ``W_i`` for
+    items -- used both to transform a node as a child (the message) and as a parent (the long-term
+    query), and no short-term query matrix: the query is the last child's message. So in layer ``l``
+    the session<-items conv has ``W_1 = W_i^l, W_2 = W_u^l`` and the item<-sessions conv
+    ``W_1 = W_u^l, W_2 = W_i^l`` (the same two modules), and both drop ``W_3``
+    (``e'_j = (W_1 h_last)^T (W_1 h_j) / sqrt(d)``). Untied (the default), each conv has its own
+    ``W_1, W_2, W_3``: ``4 d^2`` parameters more per layer below the last, ``d^2`` in the last.
 
 Efficiency
     * The leaf hop (hop ``L``) is only ever *read* through ``W_1`` (and ``W_3`` for each parent's
@@ -46,7 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnn_recsys.models.batch import NUM_EVENT_TYPES, DGSRBatch, HopBlock, make_batch
-from gnn_recsys.models.config import ModelConfig
+from gnn_recsys.models.config import ModelConfig, Readout
 from gnn_recsys.models.conv.dgrn_conv import Attention, DGRNConv
 from gnn_recsys.models.topk import topk_blocked
 
@@ -65,7 +81,10 @@ class DGSR(nn.Module):
         item_max_length: session<-items order-embedding size (a session's last items).
         user_max_length: item<-sessions order-embedding size (an item's last sessions).
         dropout: child-message dropout; ``attn_dropout``: attention dropout (defaults to ``dropout``).
-        readout_last_item: concatenate the last prefix item's embedding in the readout.
+        readout_last_item: concatenate the last prefix item (its embedding, or with ``readout="paper"``
+            its deepest state) in the readout.
+        readout: ``"default"`` or ``"paper"`` (see the module docstring).
+        tie_weights: per-layer weights shared by node type, no ``W_3`` (see the module docstring).
         attention: ``"dense"`` padded blocks or ``"segment"`` per-edge softmax.
         sparse_embedding: sparse gradients for the item table (pair with ``SparseAdam``).
         context_window: (before, after) events that define a neighbour session's initial state; not
@@ -93,10 +112,16 @@ class DGSR(nn.Module):
         repeat_bonus: bool = False,
         history_length: int | None = None,
         distinct_sessions: bool = False,
+        readout: Readout = "default",
+        tie_weights: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
+        if readout not in ("default", "paper"):
+            raise ValueError(f"readout must be 'default' or 'paper', got {readout!r}")
+        self.readout_kind = readout
+        self.tie_weights = tie_weights
         self.num_items = num_items
         self.dim = embedding_dim
         self.num_layers = num_layers
@@ -121,12 +146,22 @@ class DGSR(nn.Module):
                     dropout=dropout,
                     attn_dropout=attn_dropout,
                     attention=attention,
+                    own_short_query=not tie_weights,
                 )
+        if tie_weights:  # one W per node type and layer: a type's query matrix is its message matrix
+            for layer in range(1, num_layers):
+                session_conv, item_conv = convs[f"session{layer}"], convs[f"item{layer}"]
+                item_conv.lin_child = session_conv.lin_query_long  # W_u: sessions as children
+                item_conv.lin_query_long = session_conv.lin_child  # W_i: items as parents
         self.convs = nn.ModuleDict(convs)
         self.item_max_length = item_max_length
         self.user_max_length = user_max_length
-        readout_in = (num_layers + 1 + int(readout_last_item)) * embedding_dim
-        self.readout = nn.Linear(readout_in, embedding_dim)
+        if readout == "paper":  # h^1..h^L (+ the last item's state), no bias
+            readout_in = (num_layers + int(readout_last_item)) * embedding_dim
+            self.readout = nn.Linear(readout_in, embedding_dim, bias=False)
+        else:
+            readout_in = (num_layers + 1 + int(readout_last_item)) * embedding_dim
+            self.readout = nn.Linear(readout_in, embedding_dim)
         # One residual head per event type (click / cart / order): OTTO asks for three lists.
         self.type_head = nn.Linear(embedding_dim, num_event_types * embedding_dim) if type_heads else None
         # Learned repeat prior: a bonus for items of the session's own prefix, by how recent and of which
@@ -147,7 +182,8 @@ class DGSR(nn.Module):
         for conv in self.convs.values():
             conv.reset_parameters()  # type: ignore[operator]
         nn.init.xavier_uniform_(self.readout.weight)
-        nn.init.zeros_(self.readout.bias)
+        if self.readout.bias is not None:
+            nn.init.zeros_(self.readout.bias)
         if self.type_head is not None:  # every head starts as the shared representation
             nn.init.zeros_(self.type_head.weight)
             nn.init.zeros_(self.type_head.bias)
@@ -224,7 +260,11 @@ class DGSR(nn.Module):
         item_emb, last_emb = self._item_lookups(batch)
         states = [self._center_state(batch, item_emb[0])]
         states += [self._initial_state(hops[h - 1], h, item_emb[h - 1]) for h in range(1, num_layers)]
-        center = [states[0]]
+        paper = self.readout_kind == "paper"
+        center = [] if paper else [states[0]]
+        last_state = None
+        if paper and self.readout_last_item and num_layers == 1:  # hop 1 is the leaf: raw embeddings
+            last_state = _gather_or_zero(item_emb[0], hops[0].layout.last)
         for layer in range(1, num_layers + 1):
             updated = []
             for hop in range(num_layers - layer + 1):
@@ -237,7 +277,11 @@ class DGSR(nn.Module):
                     updated.append(conv.aggregate(states[hop], message, x_last, block.layout))
             states = updated
             center.append(states[0])
-        if self.readout_last_item:
+            if paper and self.readout_last_item and layer == num_layers - 1:  # the last item's deepest state
+                last_state = _gather_or_zero(states[1], hops[0].layout.last)
+        if last_state is not None:
+            center.append(last_state)
+        elif self.readout_last_item and not paper:
             center.append(last_emb * (batch.last_item >= 0).unsqueeze(-1))
         dtype = center[-1].dtype
         return self.readout(torch.cat([c.to(dtype) for c in center], dim=-1))
@@ -303,6 +347,8 @@ class DGSR(nn.Module):
             repeat_bonus=config.repeat_bonus,
             history_length=config.history_length if config.repeat_bonus else None,
             distinct_sessions=config.distinct_sessions,
+            readout=config.readout,
+            tie_weights=config.tie_weights,
         )
 
     @property
@@ -319,6 +365,8 @@ class DGSR(nn.Module):
             dropout=conv0.msg_dropout.p,
             attn_dropout=conv0.attn_dropout.p,
             readout_last_item=self.readout_last_item,
+            readout=self.readout_kind,
+            tie_weights=self.tie_weights,
             attention=conv0.attention,
             type_heads=self.type_head is not None,
             repeat_bonus=self.repeat_prior is not None,

@@ -6,9 +6,13 @@ a small candidate set ``C`` -- the batch's own targets (in-batch negatives) plus
 negatives drawn with replacement from ``q = (1 - m) pop^alpha / Z + m / N`` (popularity flattened by
 ``alpha``, mixed with uniform weight ``m`` so that every item can be drawn). Because ``C`` favours
 popular items, each logit is corrected by ``- log Q(i)`` where ``Q(i)`` is the probability that item
-``i`` is in ``C``::
+``i`` is in ``C`` as a negative of a row::
 
-    Q(i) = 1 - (1 - p_i)^B (1 - q_i)^S      (p = target frequency: in-batch draws, q: shared draws)
+    Q(i) = 1 - (1 - p_i)^(B-1) (1 - q_i)^S   (p = target frequency: in-batch draws, q: shared draws)
+
+``B - 1``: a row's own target is given (it is the positive), so a negative ``i`` can only come from
+the *other* ``B - 1`` targets or the shared draws; with ``B`` the estimate of the partition function
+is biased low (the tests compute its exact expectation).
 
 Each candidate item counts once (``Q`` is an inclusion probability; repeats are masked), and an
 accidental hit -- a candidate equal to the row's own target -- is masked out so the positive is never
@@ -182,10 +186,12 @@ class SampledSoftmaxLoss(nn.Module):
         return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp_(max=cdf.numel() - 1)
 
     def log_q(self, items: Tensor, batch_size: int) -> Tensor:
-        """Log inclusion probability of ``items`` in a candidate set of ``batch_size`` targets + ``S`` draws."""
+        """Log probability that ``items`` are among a row's negatives: the batch's ``batch_size - 1``
+        other targets or the ``S`` shared draws."""
         log_miss = torch.zeros(items.shape, dtype=torch.float64, device=items.device)
         if self.in_batch:
-            log_miss += batch_size * torch.log1p(-self.in_batch_prob[items].clamp(max=1.0 - 1e-12))
+            other_targets = max(batch_size - 1, 0)
+            log_miss += other_targets * torch.log1p(-self.in_batch_prob[items].clamp(max=1.0 - 1e-12))
         if self.num_negatives > 0:
             log_miss += self.num_negatives * torch.log1p(-self.proposal[items].clamp(max=1.0 - 1e-12))
         return torch.log((-torch.expm1(log_miss)).clamp(min=1e-300)).float()

@@ -18,6 +18,9 @@ Short-term attention (query = the most recent child ``last``, order 0)::
     e'_j      = (W_3 h_last)^T (W_1 h_j) / sqrt(d)
     h^short_p = sum_j softmax_j(e'_j) W_1 h_j
 
+With ``own_short_query=False`` (the reference code's form) there is no ``W_3``: the query is the last
+child's own message, ``e'_j = (W_1 h_last)^T (W_1 h_j) / sqrt(d)``.
+
 Update::
 
     h_p^{(l)} = tanh(W_4 [h^long_p || h^short_p || h_p^{(l-1)}])
@@ -163,6 +166,8 @@ class DGRNConv(nn.Module):
         dropout: dropout on the child messages ``W_1 h_j``.
         attn_dropout: dropout on the attention weights.
         attention: ``"dense"`` (padded blocks, batched matmuls) or ``"segment"`` (per-edge softmax).
+        own_short_query: a separate short-term query matrix ``W_3``; False: the query is ``W_1 h_last``
+            (as the reference code, one matrix fewer).
     """
 
     def __init__(
@@ -174,6 +179,7 @@ class DGRNConv(nn.Module):
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         attention: Attention = "dense",
+        own_short_query: bool = True,
     ) -> None:
         super().__init__()
         if attention not in ("dense", "segment"):
@@ -183,7 +189,7 @@ class DGRNConv(nn.Module):
         self.attention = attention
         self.lin_child = nn.Linear(dim, dim, bias=False)  # W_1
         self.lin_query_long = nn.Linear(dim, dim, bias=False)  # W_2
-        self.lin_query_short = nn.Linear(dim, dim, bias=False)  # W_3
+        self.lin_query_short = nn.Linear(dim, dim, bias=False) if own_short_query else None  # W_3
         self.lin_update = nn.Linear(3 * dim, dim, bias=False)  # W_4
         self.order_key = nn.Embedding(max_order, dim)  # p^K
         self.order_value = nn.Embedding(max_order, dim)  # p^V
@@ -195,7 +201,8 @@ class DGRNConv(nn.Module):
 
     def reset_parameters(self) -> None:
         for lin in (self.lin_child, self.lin_query_long, self.lin_query_short, self.lin_update):
-            nn.init.xavier_uniform_(lin.weight)
+            if lin is not None:
+                nn.init.xavier_uniform_(lin.weight)
         for emb in (self.order_key, self.order_value, self.type_key, self.type_value):
             nn.init.normal_(emb.weight, std=0.1)
 
@@ -212,7 +219,8 @@ class DGRNConv(nn.Module):
         """
         message = feature_dropout(message, self.msg_dropout.p, self.training)
         query_long = self.lin_query_long(x_parent)
-        query_short = self.lin_query_short(x_last)
+        short = self.lin_child if self.lin_query_short is None else self.lin_query_short
+        query_short = short(x_last)
         if self.attention == "dense":
             h_long, h_short = self._dense(query_long, query_short, message, layout)
         else:
