@@ -3,7 +3,8 @@
 Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``data_split``,
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
-baselines; also ``__default__``).
+baselines; also ``__default__``). Tuning: ``tuning`` (the Optuna study alone, on the samples a
+``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gnn_recsys.pipelines import (
     graph_construction,
     ingestion,
     training,
+    tuning,
 )
 
 BASELINE_MODELS = ("popularity", "covisitation")
@@ -41,6 +43,12 @@ def register_pipelines() -> dict[str, Pipeline]:
         + evaluation.create_pipeline(models=ALL_MODELS)
         + candidate_export.create_pipeline(models=ALL_MODELS)
     )
+    tune_dgsr = (
+        data
+        + graph_construction.create_pipeline().only_nodes("build_item_vocabulary")
+        + training.create_pipeline().only_nodes("make_dgsr_training_data")
+        + tuning.create_pipeline()
+    )
     return {
         "ingestion": ingestion.create_pipeline(),
         "data_split": data_split.create_pipeline(),
@@ -51,5 +59,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "candidate_export": candidate_export.create_pipeline(models=ALL_MODELS),
         "covisitation_otto": covisitation_otto,
         "dgsr_otto": dgsr_otto,
+        "tuning": tuning.create_pipeline(),
+        "tune_dgsr": tune_dgsr,
         "__default__": dgsr_otto,
     }

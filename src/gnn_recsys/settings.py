@@ -20,4 +20,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # conf/local/ (and other envs) override single parameters, not whole top-level sections: a file
+    # with only `dgsr: {train: {lr: ...}}` (e.g. tuning's best parameters) keeps the rest of `dgsr`.
+    "merge_strategy": {"parameters": "soft"},
 }
