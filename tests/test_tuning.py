@@ -183,3 +183,18 @@ def test_tune_dgsr_pipeline_nested_runs_and_best_params_file(kedro_project: Path
         dgsr = session.load_context().params["dgsr"]
     assert dgsr["train"]["lr"] == pytest.approx(best_row["train.lr"])
     assert dgsr["train"]["batch_size"] == 512 and "checkpoint_dir" in dgsr and "samples" in dgsr
+
+
+def test_trials_below_the_median_are_pruned(tiny) -> None:
+    graph, train, val = tiny
+    # lr 0 never learns: after a learning trial its first epoch is below the median (seed 8 draws
+    # 0.05, then 0.0 twice)
+    space = {"train": {"lr": {"choices": [0.0, 0.05]}}}
+    config = TuningConfig(
+        n_trials=3, pruner_startup_trials=1, pruner_warmup_epochs=0, search_space=space, seed=8
+    )
+    result = run_study(graph, train, val, TINY_DGSR, config)
+    pruned = [row for row in result.trials if row["state"] == "pruned"]
+    assert [row["trial"] for row in pruned] == [1, 2], result.trials
+    assert all(row["train.lr"] == 0.0 and row["epochs"] == 1 for row in pruned)
+    assert result.best_params == {"train.lr": 0.05}

@@ -198,6 +198,7 @@ def run_study(
         trial_config = FitConfig.from_dict(_deep_merge(fixed, nest(params)))
         row: dict[str, Any] = {"trial": trial.number, "state": "running", "objective": math.nan}
         best = {"value": -math.inf, "epoch": 0, "epochs": 0}
+        pruned: optuna.TrialPruned | None = None
         t0 = time.perf_counter()
         with tracker.trial(trial.number, params) as log:
 
@@ -219,9 +220,12 @@ def run_study(
             except _BudgetSpent:
                 row["state"] = "complete"
                 row["reason"] = f"stopped after epoch {best['epochs']}: the minutes budget is spent"
-            except optuna.TrialPruned as pruned:
+            except optuna.TrialPruned as stop:
                 row["state"] = "pruned"
-                row["reason"] = str(pruned)
+                row["reason"] = str(stop)
+                pruned = stop  # raised after the tracker's record is closed: a pruned trial is no failure
+            except Exception:
+                row["state"] = "failed"
                 raise
             finally:
                 row.update(
@@ -234,9 +238,18 @@ def run_study(
                 rows.append(row)
                 log.finish(dict(row))
                 gc.collect()  # the trial's loader workers go now, not at some later collection
-        logger.info(
-            "Trial %d: %s %.5f at epoch %d, %s", trial.number, metric, best["value"], best["epoch"], params
-        )
+                logger.info(
+                    "Trial %d %s: %s %.5f at epoch %d of %d, %s",
+                    trial.number,
+                    row["state"],
+                    metric,
+                    best["value"],
+                    best["epoch"],
+                    best["epochs"],
+                    params,
+                )
+        if pruned is not None:
+            raise pruned
         return float(best["value"])
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
