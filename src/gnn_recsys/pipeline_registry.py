@@ -3,7 +3,8 @@
 Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``data_split``,
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
-baselines; also ``__default__``).
+baselines; also ``__default__``). Tuning: ``tuning`` (the Optuna study alone, on the samples a
+``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
 
 Each building block is a modular pipeline with a namespace (see ``NAMESPACES``), so kedro-viz draws
 seven collapsible stages instead of one flat graph and node names read ``<stage>.<node>``
@@ -23,6 +24,7 @@ from gnn_recsys.pipelines import (
     graph_construction,
     ingestion,
     training,
+    tuning,
 )
 
 BASELINE_MODELS = ("popularity", "covisitation")
@@ -69,11 +71,21 @@ def register_pipelines() -> dict[str, Pipeline]:
         + _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS))
         + _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS))
     )
+    tune_dgsr = (
+        data
+        + stages["graph_construction"].only_nodes("graph.build_item_vocabulary")
+        + stages["training"].only_nodes("dgsr_training.make_dgsr_training_data")
+        + pipeline(tuning.create_pipeline(), namespace="tuning", prefix_datasets_with_namespace=False)
+    )
     return {
         **stages,
         "evaluation": _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS)),
         "candidate_export": _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS)),
         "covisitation_otto": covisitation_otto,
         "dgsr_otto": dgsr_otto,
+        "tuning": pipeline(
+            tuning.create_pipeline(), namespace="tuning", prefix_datasets_with_namespace=False
+        ),
+        "tune_dgsr": tune_dgsr,
         "__default__": dgsr_otto,
     }
