@@ -50,7 +50,8 @@ Candidate-rerank recommend (see :class:`ListConfig`), one list per event type
     2. neighbours: each matrix of ``neighbours`` is looked up for the session's distinct items of
        the matrix's event types; a neighbour scores ``factor`` per appearance in those top lists
        (``neighbour_score: count``) or ``factor * weight / heaviest weight of that list``
-       (``weight``);
+       (``weight``), each appearance scaled by the recency of the source item's last event when
+       ``neighbour_recency`` is on (the notebooks count every source alike: ``false``);
     3. fillers: the most frequent items of the list's ``filler`` type among the filler events (the
        test period's sessions in the pipeline), then the most frequent items of any type.
 
@@ -400,9 +401,14 @@ class ListConfig:
     filler: int  # event type whose test-period popularity fills the list
     history_bonus: Mapping[str, float] = field(default_factory=dict)  # long sessions only
     history_recency_start: float = 0.1
+    neighbour_score: str = "count"  # count | weight (see the module docstring)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filler", _type_code(self.filler, "ListConfig.filler"))
+        if self.neighbour_score not in _NEIGHBOUR_SCORES:
+            raise ValueError(
+                f"ListConfig.neighbour_score must be one of {_NEIGHBOUR_SCORES}, got {self.neighbour_score!r}"
+            )
         if not 0.0 <= self.history_recency_start <= 1.0:
             raise ValueError(
                 f"ListConfig.history_recency_start must be in [0, 1], got {self.history_recency_start}"
@@ -423,8 +429,10 @@ def _default_matrices() -> dict[str, MatrixConfig]:
 def _default_lists() -> dict[int, ListConfig]:
     buys = {"carts_orders": 1.0, "buy2buy": 1.0}
     return {
-        CLICK: ListConfig(neighbours={"clicks": 1.0}, filler=CLICK, history_recency_start=0.1),
-        CART: ListConfig(buys, filler=CART, history_bonus={"buy2buy": 0.1}, history_recency_start=0.5),
+        CLICK: ListConfig({"clicks": 1.0}, filler=CLICK, history_recency_start=0.1, neighbour_score="weight"),
+        CART: ListConfig(
+            buys | {"clicks": 1.0}, filler=CART, history_bonus={"buy2buy": 0.1}, history_recency_start=0.5
+        ),
         ORDER: ListConfig(buys, filler=ORDER, history_bonus={"buy2buy": 0.1}, history_recency_start=0.5),
     }
 
@@ -438,7 +446,7 @@ class CandidateRerankConfig:
     max_events_per_session: int = 30
     history_type_weights: Mapping[int, float] = field(default_factory=_default_type_weights)
     history_min_items: int = 20
-    neighbour_score: str = "count"
+    neighbour_recency: bool = True
     max_pairs_per_chunk: int = 20_000_000
     aid_partitions: int | None = None
     max_joined_rows_per_partition: int = 400_000_000
@@ -465,11 +473,6 @@ class CandidateRerankConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ValueError(f"CandidateRerankConfig.{key} must be > 0, got {value}")
-        if self.neighbour_score not in _NEIGHBOUR_SCORES:
-            raise ValueError(
-                f"CandidateRerankConfig.neighbour_score must be one of {_NEIGHBOUR_SCORES}, "
-                f"got {self.neighbour_score!r}"
-            )
         if not self.lists:
             raise ValueError("CandidateRerankConfig.lists must define at least one event type's list")
         for code, spec in self.lists.items():
@@ -550,14 +553,14 @@ class CandidateRerankModel:
         return pl.concat(out)
 
     def _scored_neighbours(self) -> dict[str, pl.DataFrame]:
-        """``aid, neighbour, value``: what one appearance in the aid's top list is worth."""
-        value = (
-            pl.lit(1.0, pl.Float64)
-            if self.config.neighbour_score == "count"
-            else pl.col("weight").cast(pl.Float64) / pl.col("weight").max().over("aid").cast(pl.Float64)
-        )
+        """``aid, neighbour, share``: the neighbour's weight / the heaviest weight of the aid's list.
+
+        ``neighbour_score: weight`` sums shares; ``count`` counts appearances and breaks ties by
+        shares, so a neighbour near the top of a list goes first, as in the notebooks' ordered counters.
+        """
+        share = pl.col("weight").cast(pl.Float64) / pl.col("weight").max().over("aid").cast(pl.Float64)
         return {
-            name: table.select("aid", "neighbour", value.alias("value"))
+            name: table.select("aid", "neighbour", share.alias("share"))
             for name, table in self.neighbours.items()
         }
 
@@ -569,15 +572,12 @@ class CandidateRerankModel:
         fraction = position / np.maximum(np.repeat(lengths, lengths) - 1, 1)
         starts = sorted({spec.history_recency_start for spec in config.lists.values()})
         type_weight = type_weight_expr("type", config.history_type_weights).cast(pl.Float64)
-        history = (
-            events.with_columns(pl.Series("fraction", fraction))
-            .group_by(["session", "aid"])
-            .agg(
-                [
-                    ((2.0 ** (s + (1.0 - s) * pl.col("fraction")) - 1.0) * type_weight).sum().alias(f"h{i}")
-                    for i, s in enumerate(starts)
-                ]
-            )
+        events = events.with_columns(pl.Series("fraction", fraction))
+        history = events.group_by(["session", "aid"]).agg(
+            [
+                (_recency(s, pl.col("fraction")) * type_weight).sum().alias(f"h{i}")
+                for i, s in enumerate(starts)
+            ]
         )
         long_sessions = (
             history.group_by("session")
@@ -585,27 +585,20 @@ class CandidateRerankModel:
             .filter(pl.col("long"))
             .select("session", "long")
         )
-        needed = {m for spec in config.lists.values() for m in (*spec.neighbours, *spec.history_bonus)}
-        appearances = {}
-        for name in sorted(needed):
-            types = config.matrices[name].types
-            sources = events.filter(pl.col("type").is_in(types)) if len(types) < len(ALL_TYPES) else events
-            appearances[name] = (
-                sources.select("session", "aid")
-                .unique()
-                .join(scored[name], on="aid")
-                .group_by(["session", "neighbour"])
-                .agg(pl.col("value").sum())
-                .rename({"neighbour": "aid"})
-            )
+        appearances: dict[tuple[str, float], pl.DataFrame] = {}
+        for spec in config.lists.values():
+            start = spec.history_recency_start if config.neighbour_recency else 1.0
+            for name in {*spec.neighbours, *spec.history_bonus}:
+                if (name, start) not in appearances:
+                    appearances[name, start] = self._appearances(events, scored[name], name, start)
         sessions = events.select("session").unique()
         lists = []
         for code, spec in config.lists.items():
+            start = spec.history_recency_start if config.neighbour_recency else 1.0
             ranked = self._one_list(
-                history,
-                history_column=f"h{starts.index(spec.history_recency_start)}",
+                history.select("session", "aid", pl.col(f"h{starts.index(spec.history_recency_start)}")),
                 long_sessions=long_sessions,
-                appearances=appearances,
+                appearances={name: table for (name, s), table in appearances.items() if s == start},
                 sessions=sessions,
                 spec=spec,
                 k=k,
@@ -613,11 +606,29 @@ class CandidateRerankModel:
             lists.append(ranked.with_columns(pl.lit(code, pl.Int8).alias("type")))
         return pl.concat(lists).select(list(TYPED_CANDIDATE_SCHEMA)).sort(["session", "type", "rank"])
 
+    def _appearances(
+        self, events: pl.DataFrame, scored: pl.DataFrame, name: str, start: float
+    ) -> pl.DataFrame:
+        """``session, aid, count, share`` summed over the session's source items of one matrix.
+
+        Each distinct source item counts once, scaled by the recency of its last event when
+        ``neighbour_recency`` is on (``start`` 1.0: every source weighs 1).
+        """
+        types = self.config.matrices[name].types
+        sources = events.filter(pl.col("type").is_in(types)) if len(types) < len(ALL_TYPES) else events
+        return (
+            sources.group_by(["session", "aid"])
+            .agg(_recency(start, pl.col("fraction").max()).alias("recency"))
+            .join(scored, on="aid")
+            .group_by(["session", "neighbour"])
+            .agg(pl.col("recency").sum().alias("count"), (pl.col("share") * pl.col("recency")).sum())
+            .rename({"neighbour": "aid"})
+        )
+
     def _one_list(
         self,
         history: pl.DataFrame,
         *,
-        history_column: str,
         long_sessions: pl.DataFrame,
         appearances: dict[str, pl.DataFrame],
         sessions: pl.DataFrame,
@@ -625,55 +636,59 @@ class CandidateRerankModel:
         k: int,
     ) -> pl.DataFrame:
         """One type's ranked list: history (+ bonus in long sessions), neighbours, fillers."""
+        value = pl.col("count") if spec.neighbour_score == "count" else pl.col("share")
         parts = [
             appearances[name].select(
                 "session",
                 "aid",
-                (pl.col("value") * spec.neighbours.get(name, 0.0)).alias("neighbour_score"),
-                (pl.col("value") * spec.history_bonus.get(name, 0.0)).alias("bonus"),
+                (value * spec.neighbours.get(name, 0.0)).alias("neighbour_score"),
+                (pl.col("share") * spec.neighbours.get(name, 0.0)).alias("tiebreak"),
+                (value * spec.history_bonus.get(name, 0.0)).alias("bonus"),
             )
             for name in sorted({*spec.neighbours, *spec.history_bonus})
         ]
-        if parts:
-            related = pl.concat(parts).group_by(["session", "aid"]).agg(pl.all().sum())
-        else:
-            related = pl.DataFrame(
-                schema={
-                    "session": pl.Int32,
-                    "aid": pl.Int32,
-                    "neighbour_score": pl.Float64,
-                    "bonus": pl.Float64,
-                }
-            )
+        related_schema = {"session": pl.Int32, "aid": pl.Int32} | dict.fromkeys(
+            ("neighbour_score", "tiebreak", "bonus"), pl.Float64
+        )
+        related = (
+            pl.concat(parts).group_by(["session", "aid"]).agg(pl.all().sum())
+            if parts
+            else pl.DataFrame(schema=related_schema)
+        )
         merged = (
-            history.select("session", "aid", pl.col(history_column).alias("history"))
+            history.rename({history.columns[2]: "history"})
             .join(related, on=["session", "aid"], how="full", coalesce=True)
             .join(long_sessions, on="session", how="left")
-            .with_columns(pl.col("long").fill_null(False), pl.col("neighbour_score", "bonus").fill_null(0.0))
+            .with_columns(
+                pl.col("long").fill_null(False), pl.col("neighbour_score", "tiebreak", "bonus").fill_null(0.0)
+            )
         )
-        in_history = pl.col("history").is_not_null()
-        first_tier = in_history | (pl.col("long") & (pl.col("bonus") > 0))
+        first_tier = pl.col("history").is_not_null() | (pl.col("long") & (pl.col("bonus") > 0))
+        history_score = pl.col("history").fill_null(0.0) + pl.when(pl.col("long")).then(
+            pl.col("bonus")
+        ).otherwise(0.0)
         ranked = merged.filter(first_tier | (pl.col("neighbour_score") > 0)).select(
             "session",
             "aid",
             pl.when(first_tier).then(0).otherwise(1).cast(pl.Int8).alias("tier"),
-            pl.when(first_tier)
-            .then(
-                pl.col("history").fill_null(0.0)
-                + pl.when(pl.col("long")).then(pl.col("bonus")).otherwise(0.0)
-            )
-            .otherwise(pl.col("neighbour_score"))
-            .alias("score"),
+            pl.when(first_tier).then(history_score).otherwise(pl.col("neighbour_score")).alias("score"),
+            pl.when(first_tier).then(0.0).otherwise(pl.col("tiebreak")).alias("tiebreak"),
         )
         fill = [
             sessions.join(self.fillers[key].head(k), how="cross").select(
-                "session", "aid", pl.lit(tier, pl.Int8).alias("tier"), pl.col("score").cast(pl.Float64)
+                "session",
+                "aid",
+                pl.lit(tier, pl.Int8).alias("tier"),
+                pl.col("score").cast(pl.Float64),
+                pl.lit(0.0, pl.Float64).alias("tiebreak"),
             )
             for tier, key in ((2, spec.filler), (3, -1))
         ]
         return (
             pl.concat([ranked, *fill])
-            .sort(["session", "tier", "score", "aid"], descending=[False, False, True, False])
+            .sort(
+                ["session", "tier", "score", "tiebreak", "aid"], descending=[False, False, True, True, False]
+            )
             .unique(subset=["session", "aid"], keep="first", maintain_order=True)
             .group_by("session", maintain_order=True)
             .head(k)
@@ -685,6 +700,11 @@ class CandidateRerankModel:
                 pl.lit(self.config.name).alias("model"),
             )
         )
+
+
+def _recency(start: float, fraction: pl.Expr) -> pl.Expr:
+    """``2**(start + (1 - start) * fraction) - 1``: from ``2**start - 1`` (first event) to 1 (last)."""
+    return 2.0 ** (start + (1.0 - start) * fraction) - 1.0
 
 
 def _fillers(events: pl.DataFrame) -> dict[int, pl.DataFrame]:
@@ -716,6 +736,10 @@ def _fit_matrices(frame: pl.DataFrame, config: CandidateRerankConfig) -> dict[st
     for types, names in groups.items():
         sub = frame if len(types) == len(ALL_TYPES) else frame.filter(pl.col("type").is_in(types))
         recent, kept_lengths = _last_events(sub, config.max_events_per_session)
+        if kept_lengths.size == 0:  # e.g. buy2buy on click-only data
+            logger.info("co-visitation %s: no session with 2 events of types %s", "/".join(names), types)
+            result |= dict.fromkeys(names, empty)
+            continue
         ranges = list(_chunk_row_ranges(kept_lengths, config.max_pairs_per_chunk))
         joined_rows = int((kept_lengths.astype(np.int64) ** 2).sum())
         n_parts = config.aid_partitions or max(
