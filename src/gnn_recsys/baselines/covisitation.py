@@ -813,41 +813,45 @@ def _group_pair_weights(
             )
             .filter(pl.col("gap") < widest)
         )  # fmt: skip
-        queries = [
-            _session_pair_weights(
-                joined if spec.window_ms == widest else joined.filter(pl.col("gap") < spec.window_ms),
-                spec,
-                time_span,
+        # One reduction of the join per window (the neighbour's latest event of each type per session
+        # pair), shared by the matrices that use that window: the join is the expensive part.
+        for window in sorted({spec.window_ms for spec in specs.values()}):
+            typed_pairs = (
+                (joined if window == widest else joined.filter(pl.col("gap") < window))
+                .group_by(["session", "aid", "neighbour", "type_nb"])
+                .agg(pl.col("ts_nb").max())
+                .collect()
             )
-            for spec in specs.values()
-        ]
-        for name, table in zip(specs, pl.collect_all(queries), strict=True):
-            partial[name].append(table)
-            if len(partial[name]) >= _MERGE_EVERY:
-                partial[name] = [_merge(partial[name])]
+            for name, spec in specs.items():
+                if spec.window_ms == window:
+                    partial[name].append(_session_pair_weights(typed_pairs, spec, time_span))
+                    if len(partial[name]) >= _MERGE_EVERY:
+                        partial[name] = [_merge(partial[name])]
     empty = pl.DataFrame(schema={"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Float64})
     return {name: _merge(tables) if tables else empty for name, tables in partial.items()}
 
 
 def _session_pair_weights(
-    pairs: pl.LazyFrame, spec: MatrixConfig, time_span: tuple[int, int]
-) -> pl.LazyFrame:
-    """Per-session pair weights of one matrix, summed over the sessions of ``pairs``."""
+    typed_pairs: pl.DataFrame, spec: MatrixConfig, time_span: tuple[int, int]
+) -> pl.DataFrame:
+    """One matrix's pair weights summed over sessions, from ``session, aid, neighbour, type_nb, ts_nb``
+    rows (one per neighbour event type of a session's pair, with its latest timestamp)."""
     if spec.weighting == "type":
-        per_session = (
-            pairs.select("session", "aid", "neighbour", "type_nb")
-            .unique()
-            .with_columns(type_weight_expr("type_nb", spec.type_weights).cast(pl.Float64).alias("weight"))
+        per_session = typed_pairs.lazy().select(
+            "aid",
+            "neighbour",
+            type_weight_expr("type_nb", spec.type_weights).cast(pl.Float64).alias("weight"),
         )
     else:
         t_min, t_max = time_span
         slope = (spec.time_weight_max - spec.time_weight_min) / max(t_max - t_min, 1)
         per_session = (
-            pairs.group_by(["session", "aid", "neighbour"])
+            typed_pairs.lazy()
+            .group_by(["session", "aid", "neighbour"])
             .agg(pl.col("ts_nb").max())
             .select(
                 "aid", "neighbour",
                 (spec.time_weight_min + (pl.col("ts_nb") - t_min).cast(pl.Float64) * slope).alias("weight"),
             )
         )  # fmt: skip
-    return per_session.group_by(["aid", "neighbour"]).agg(pl.col("weight").sum())
+    return per_session.group_by(["aid", "neighbour"]).agg(pl.col("weight").sum()).collect()
