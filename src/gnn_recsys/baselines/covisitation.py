@@ -541,13 +541,16 @@ class CandidateRerankModel:
         frame = as_event_table(session_events, name="session_events")
         starts, lengths = session_runs(frame["session"])
         scored = self._scored_neighbours()
+        fillers = {code: self._filler_list(spec.filler, 2 * k) for code, spec in self.config.lists.items()}
         step = self.config.sessions_per_recommend_chunk
         out = []
         for first in range(0, len(starts), step):
             last = min(first + step, len(starts))
             offset = int(starts[first])
             count = int(starts[last - 1] + lengths[last - 1]) - offset
-            out.append(self._recommend_chunk(frame.slice(offset, count), lengths[first:last], scored, k))
+            out.append(
+                self._recommend_chunk(frame.slice(offset, count), lengths[first:last], scored, fillers, k)
+            )
         if not out:
             return pl.DataFrame(schema=TYPED_CANDIDATE_SCHEMA)
         return pl.concat(out)
@@ -565,7 +568,12 @@ class CandidateRerankModel:
         }
 
     def _recommend_chunk(
-        self, events: pl.DataFrame, lengths: np.ndarray, scored: dict[str, pl.DataFrame], k: int
+        self,
+        events: pl.DataFrame,
+        lengths: np.ndarray,
+        scored: dict[str, pl.DataFrame],
+        fillers: dict[int, pl.DataFrame],
+        k: int,
     ) -> pl.DataFrame:
         config = self.config
         position = positions_in_session(lengths)
@@ -601,6 +609,7 @@ class CandidateRerankModel:
                 appearances={name: table for (name, s), table in appearances.items() if s == start},
                 sessions=sessions,
                 spec=spec,
+                filler=fillers[code],
                 k=k,
             )
             lists.append(ranked.with_columns(pl.lit(code, pl.Int8).alias("type")))
@@ -633,6 +642,7 @@ class CandidateRerankModel:
         appearances: dict[str, pl.DataFrame],
         sessions: pl.DataFrame,
         spec: ListConfig,
+        filler: pl.DataFrame,
         k: int,
     ) -> pl.DataFrame:
         """One type's ranked list: history (+ bonus in long sessions), neighbours, fillers."""
@@ -650,11 +660,12 @@ class CandidateRerankModel:
         related_schema = {"session": pl.Int32, "aid": pl.Int32} | dict.fromkeys(
             ("neighbour_score", "tiebreak", "bonus"), pl.Float64
         )
-        related = (
-            pl.concat(parts).group_by(["session", "aid"]).agg(pl.all().sum())
-            if parts
-            else pl.DataFrame(schema=related_schema)
-        )
+        if not parts:
+            related = pl.DataFrame(schema=related_schema)
+        elif len(parts) == 1:  # already one row per (session, aid)
+            related = parts[0]
+        else:
+            related = pl.concat(parts).group_by(["session", "aid"]).agg(pl.all().sum())
         merged = (
             history.rename({history.columns[2]: "history"})
             .join(related, on=["session", "aid"], how="full", coalesce=True)
@@ -674,31 +685,57 @@ class CandidateRerankModel:
             pl.when(first_tier).then(history_score).otherwise(pl.col("neighbour_score")).alias("score"),
             pl.when(first_tier).then(0.0).otherwise(pl.col("tiebreak")).alias("tiebreak"),
         )
-        fill = [
-            sessions.join(self.fillers[key].head(k), how="cross").select(
-                "session",
-                "aid",
-                pl.lit(tier, pl.Int8).alias("tier"),
-                pl.col("score").cast(pl.Float64),
-                pl.lit(0.0, pl.Float64).alias("tiebreak"),
-            )
-            for tier, key in ((2, spec.filler), (3, -1))
-        ]
-        return (
-            pl.concat([ranked, *fill])
-            .sort(
+        # (session, aid) is unique here (full join), so only the top k per session need sorting
+        top = (
+            ranked.sort(
                 ["session", "tier", "score", "tiebreak", "aid"], descending=[False, False, True, True, False]
             )
-            .unique(subset=["session", "aid"], keep="first", maintain_order=True)
             .group_by("session", maintain_order=True)
             .head(k)
             .select(
+                "session", pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session").alias("rank"), "aid", "score"
+            )
+        )  # fmt: skip
+        # Fillers, in order, for the sessions with fewer than k: the first ones not already listed.
+        short = (
+            sessions.join(top.group_by("session").agg(pl.len().cast(pl.Int32).alias("listed")), on="session", how="left")
+            .with_columns(pl.col("listed").fill_null(0))
+            .filter(pl.col("listed") < k)
+            .sort("session")
+        )  # fmt: skip
+        fill = (
+            short.join(filler, how="cross", maintain_order="left_right")
+            .join(top.select("session", "aid"), on=["session", "aid"], how="anti", maintain_order="left")
+            .with_columns(
+                (pl.col("listed") + pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session")).alias(
+                    "rank"
+                )
+            )
+            .filter(pl.col("rank") <= k)
+            .select("session", "rank", "aid", "score")
+        )
+        return (
+            pl.concat([top, fill])
+            .sort(["session", "rank"])
+            .select(
                 pl.col("session").cast(pl.Int32),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session").alias("rank"),
+                pl.col("rank").cast(pl.Int32),
                 pl.col("aid").cast(pl.Int32),
                 pl.col("score").cast(pl.Float32),
                 pl.lit(self.config.name).alias("model"),
             )
+        )
+
+    def _filler_list(self, event_type: int, size: int) -> pl.DataFrame:
+        """``aid, score``: the most frequent items of ``event_type``, then of any type, ``size`` distinct.
+
+        ``2 k`` of them always leave ``k`` that are not among a session's (at most ``k``) listed items.
+        """
+        return (
+            pl.concat([self.fillers[event_type].head(size), self.fillers[-1].head(size)])
+            .unique(subset="aid", keep="first", maintain_order=True)
+            .head(size)
+            .select("aid", pl.col("score").cast(pl.Float64))
         )
 
 
