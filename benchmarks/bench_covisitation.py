@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/bench_covisitation.py --data /tmp/otto10            # 10% of OTTO's size
 
 Each variant runs in its own process, so its peak RSS (``ru_maxrss``) is its own: the table shows the
-RSS with the events loaded, the peak during fit + recommend, the times, and their extrapolation to
+RSS with the events loaded, the peak during fit + recommend, the wall and CPU times, and the wall times'
+extrapolation to
 OTTO's 217M events / 1.67M test sessions (linear in events; the pair table grows a little faster).
 ``--data`` reads ``train.jsonl`` / ``test.jsonl`` of a folder (cached next to them as parquet) and
 recommends for the test sessions; without it, OTTO-shaped events are drawn in memory and 5-event
@@ -49,6 +50,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s() -> float:
+    """User + system CPU seconds of this process: less sensitive than wall time to a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Fit events (train + test) and query events."""
     if args.data is None:
@@ -71,7 +78,7 @@ def run_variant(args: argparse.Namespace) -> dict[str, float]:
     events, queries = load(args)
     loaded = peak_rss_mb()
     params = yaml.safe_load(PARAMS.read_text())["covisitation"]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_s()
     if args.variant == "legacy":
         options = {
             key: {event_type_code(name): w for name, w in value.items()}
@@ -85,10 +92,10 @@ def run_variant(args: argparse.Namespace) -> dict[str, float]:
         config = CandidateRerankConfig.from_params(params["candidate_rerank"])
         model = CandidateRerankModel.fit(events, config, filler_events=queries)  # type: ignore[assignment]
         neighbour_rows = sum(table.height for table in model.neighbours.values())  # type: ignore[union-attr]
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
+    fit_s, fit_cpu_s = time.perf_counter() - start, cpu_s() - cpu_start
+    start, cpu_start = time.perf_counter(), cpu_s()
     candidates = model.recommend(queries, k=params["top_k"])
-    recommend_s = time.perf_counter() - start
+    recommend_s, recommend_cpu_s = time.perf_counter() - start, cpu_s() - cpu_start
     n_queries = queries["session"].n_unique()
     return {
         "events": events.height,
@@ -97,6 +104,8 @@ def run_variant(args: argparse.Namespace) -> dict[str, float]:
         "candidate_rows": candidates.height,
         "fit_s": fit_s,
         "recommend_s": recommend_s,
+        "fit_cpu_s": fit_cpu_s,
+        "recommend_cpu_s": recommend_cpu_s,
         "loaded_rss_mb": loaded,
         "peak_rss_mb": peak_rss_mb(),
         "otto_fit_min": OTTO_EVENTS / events.height * fit_s / 60,
@@ -167,12 +176,14 @@ def main() -> None:
         f"events: {first['events']:,}  query sessions: {first['query_sessions']:,}  "
         f"(extrapolated to {OTTO_EVENTS / 1e6:.0f}M events / {OTTO_TEST_SESSIONS / 1e6:.2f}M test sessions)"
     )
-    header = f"{'variant':<17}{'fit s':>8}{'rec s':>8}{'RSS loaded MB':>15}{'peak RSS MB':>13}"
+    header = f"{'variant':<17}{'fit s':>8}{'rec s':>8}{'fit cpu s':>10}{'rec cpu s':>10}"
+    header += f"{'RSS loaded MB':>15}{'peak RSS MB':>13}"
     header += f"{'OTTO fit min':>14}{'OTTO rec min':>14}{'neighbour rows':>16}"
     print(header)
     for variant, row in rows.items():
         print(
-            f"{variant:<17}{row['fit_s']:>8.1f}{row['recommend_s']:>8.1f}{row['loaded_rss_mb']:>15,.0f}"
+            f"{variant:<17}{row['fit_s']:>8.1f}{row['recommend_s']:>8.1f}{row['fit_cpu_s']:>10.1f}"
+            f"{row['recommend_cpu_s']:>10.1f}{row['loaded_rss_mb']:>15,.0f}"
             f"{row['peak_rss_mb']:>13,.0f}{row['otto_fit_min']:>14.1f}{row['otto_recommend_min']:>14.1f}"
             f"{row['neighbour_rows']:>16,}"
         )
