@@ -5,9 +5,9 @@
     .venv/bin/python benchmarks/bench_covisitation.py --data /tmp/otto10            # 10% of OTTO's size
 
 Each variant runs in its own process, so its peak RSS (``ru_maxrss``) is its own: the table shows the
-RSS with the events loaded, the peak during fit + recommend, the wall and CPU times, and the wall times'
-extrapolation to
-OTTO's 217M events / 1.67M test sessions (linear in events; the pair table grows a little faster).
+RSS with the events loaded, the peak during fit + recommend, the wall and CPU times, and the wall
+times' extrapolation to OTTO's 217M events / 1.67M test sessions (linear in events; the pair table
+grows a little faster).
 ``--data`` reads ``train.jsonl`` / ``test.jsonl`` of a folder (cached next to them as parquet) and
 recommends for the test sessions; without it, OTTO-shaped events are drawn in memory and 5-event
 prefixes of ``--query-sessions`` sessions are the queries.  ``--duckdb`` also times the legacy pair
