@@ -77,7 +77,7 @@ def results_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("DO_NOT_TRACK", "1")
         mp.setenv("KEDRO_DISABLE_TELEMETRY", "1")
         _run(project, "dgsr_otto", TINY)
-        _run(project, "covisitation_otto", {**TINY, "covisitation": {"top_neighbours": 5}})
+        _run(project, "covisitation_otto", {**TINY, "covisitation": {"history_min_items": 5}})
         yield project
 
 
@@ -120,7 +120,7 @@ def test_graph_and_sampler_notebook(results_project: Path, monkeypatch: pytest.M
 def test_results_notebook(results_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = _execute(PROJECT_ROOT / "notebooks" / "03_results.ipynb", results_project, monkeypatch)
     assert "2 finished runs" in text
-    assert "covisitation.top_neighbours" in text  # the one parameter the two runs differ in
+    assert "covisitation.top_k" in text  # the one parameter the two runs differ in
     models = json.loads((results_project / "data" / "08_reporting" / "metrics.json").read_text())["models"]
     for model in models:
         assert model in text

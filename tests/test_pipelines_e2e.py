@@ -12,6 +12,8 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from gnn_recsys.export.candidates import CANDIDATE_SCHEMA, TYPED_CANDIDATE_SCHEMA
+
 TINY_DATA = {
     "synthetic": {"num_items": 300, "num_train_sessions": 1500, "num_test_sessions": 200, "seed": 3},
     "ingestion": {"progress": False},
@@ -46,9 +48,11 @@ def test_covisitation_otto_end_to_end(kedro_project: Path) -> None:
     # The generator plants item-to-item transitions that only co-visitation can use.
     assert models["covisitation"]["score"] > models["popularity"]["score"]
 
+    # popularity: one list per session; co-visitation (candidate_rerank): one per session and type
+    columns = {"popularity": list(CANDIDATE_SCHEMA), "covisitation": list(TYPED_CANDIDATE_SCHEMA)}
     for model in ("popularity", "covisitation"):
         candidates = pl.read_parquet(data / "07_model_output" / f"candidates_{model}.parquet")
-        assert candidates.columns == ["session", "rank", "aid", "score", "model"]
+        assert candidates.columns == columns[model]
         assert candidates["model"].unique().to_list() == [model]
         submission = pl.read_csv(data / "07_model_output" / f"submission_{model}.csv")
         assert submission.columns == ["session_type", "labels"]

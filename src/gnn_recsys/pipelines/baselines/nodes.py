@@ -8,7 +8,12 @@ from typing import Any
 
 import polars as pl
 
-from gnn_recsys.baselines.covisitation import CovisitationConfig, CovisitationModel
+from gnn_recsys.baselines.covisitation import (
+    CandidateRerankConfig,
+    CandidateRerankModel,
+    CovisitationConfig,
+    CovisitationModel,
+)
 from gnn_recsys.baselines.popularity import PopularityModel
 from gnn_recsys.data.schema import event_type_code
 
@@ -33,8 +38,22 @@ def recommend_popularity(
 def recommend_covisitation(
     train_events: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any]
 ) -> pl.DataFrame:
-    """Session history first, then co-visited items, then popular items."""
-    options = {k: v for k, v in params.items() if k != "top_k"}
+    """Co-visitation candidates of the configured ``variant``.
+
+    ``candidate_rerank``: one list per event type (typed candidates), fillers from the popularity of
+    the sessions being recommended (the test period).  ``legacy``: today's single list, kept so the
+    change is measured on the same split.  Parameters without ``variant`` are the legacy ones, flat.
+    """
+    variant = params.get("variant")
+    events = pl.concat([train_events, test_inputs])
+    if variant == "candidate_rerank":
+        config = CandidateRerankConfig.from_params(params.get("candidate_rerank") or {})
+        model = CandidateRerankModel.fit(events, config, filler_events=test_inputs)
+        return model.recommend(test_inputs, k=params["top_k"])
+    if variant not in (None, "legacy"):
+        raise ValueError(f"covisitation.variant: {variant!r} is not one of 'candidate_rerank', 'legacy'")
+    options = params.get("legacy", {}) if variant == "legacy" else params
+    options = {k: v for k, v in options.items() if k not in ("top_k", "variant")}
     options |= {k: _type_codes(options[k]) for k in _TYPE_WEIGHT_KEYS if k in options}
-    model = CovisitationModel.fit(pl.concat([train_events, test_inputs]), CovisitationConfig(**options))
+    model = CovisitationModel.fit(events, CovisitationConfig(**options))
     return model.recommend(test_inputs, k=params["top_k"])
