@@ -75,8 +75,16 @@ def check_against_cpu(device: torch.device) -> list[str]:
     tiny = FitConfig().with_(
         model={"embedding_dim": 32, "item_max_length": 8, "user_max_length": 6, "dropout": 0.0},
         loss={"kind": "full"},  # no sampled negatives: the devices' random streams differ
-        train={"batch_size": 256, "max_epochs": 1, "samples_per_epoch": None, "warmup_steps": 0,
-               "lr": 1e-2, "progress": False, "seed": 3, "amp": False},  # fmt: skip
+        train={
+            "batch_size": 256,
+            "max_epochs": 1,
+            "samples_per_epoch": None,
+            "warmup_steps": 0,
+            "lr": 1e-2,
+            "progress": False,
+            "seed": 3,
+            "amp": False,
+        },
         loader={"num_workers": 0},
     )
     torch.manual_seed(0)
@@ -121,8 +129,13 @@ def training_throughput(device: torch.device, size: dict, batch_size: int) -> di
         print(f"  data: {graph.num_events:,} events, {graph.num_items:,} items, {len(train):,} samples "
               f"({time.perf_counter() - t0:.0f} s to generate)")  # fmt: skip
         config = FitConfig().with_(
-            train={"max_epochs": 2, "samples_per_epoch": size["samples"], "progress": False,
-                   "device": str(device), "batch_size": batch_size},  # fmt: skip
+            train={
+                "max_epochs": 2,
+                "samples_per_epoch": size["samples"],
+                "progress": False,
+                "device": str(device),
+                "batch_size": batch_size,
+            },
         )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -159,7 +172,9 @@ def scoring_probe(device: torch.device, size: dict, batch: int, block: int, amp:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cuda or cpu")
     parser.add_argument("--batch-size", type=int, default=FitConfig().train.batch_size)
     parser.add_argument("--probe-batch", type=int, default=8192, help="sessions per scoring batch")

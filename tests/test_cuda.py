@@ -25,15 +25,26 @@ pytestmark = [
 SMALL = FitConfig().with_(
     model={"embedding_dim": 32, "item_max_length": 8, "user_max_length": 6},
     loss={"kind": "sampled", "num_negatives": 64},
-    train={"batch_size": 256, "max_epochs": 3, "samples_per_epoch": None, "warmup_steps": 0, "patience": 5,
-           "lr": 1e-2, "progress": False, "seed": 3, "device": "cuda"},  # fmt: skip
+    train={
+        "batch_size": 256,
+        "max_epochs": 3,
+        "samples_per_epoch": None,
+        "warmup_steps": 0,
+        "patience": 5,
+        "lr": 1e-2,
+        "progress": False,
+        "seed": 3,
+        "device": "cuda",
+    },
     loader={"num_workers": 0},
 )
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[TemporalGraph, SampleSet, SampleSet]:
-    events = synthetic_events(SyntheticConfig(num_items=300, num_train_sessions=300, num_test_sessions=0, seed=2))
+    events = synthetic_events(
+        SyntheticConfig(num_items=300, num_train_sessions=300, num_test_sessions=0, seed=2)
+    )
     graph = build_temporal_graph(events)
     samples = SampleSet.from_events(graph, training_sample_events(graph))
     val = np.zeros(len(samples), dtype=bool)

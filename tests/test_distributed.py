@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 import yaml
@@ -81,20 +80,47 @@ def test_two_gloo_processes_train_like_one_process_with_the_double_batch(tmp_pat
     config = FitConfig().with_(
         model={"embedding_dim": 16, "item_max_length": 6, "user_max_length": 4, "dropout": 0.0},
         loss={"kind": "full"},
-        train={"batch_size": 64, "max_epochs": 3, "samples_per_epoch": None, "warmup_steps": 0,
-               "patience": 5, "lr": 1e-2, "progress": False, "seed": 7, "device": "cpu"},  # fmt: skip
+        train={
+            "batch_size": 64,
+            "max_epochs": 3,
+            "samples_per_epoch": None,
+            "warmup_steps": 0,
+            "patience": 5,
+            "lr": 1e-2,
+            "progress": False,
+            "seed": 7,
+            "device": "cpu",
+        },
         loader={"num_workers": 0},
     )
     (tmp_path / "params.yml").write_text(yaml.safe_dump({"dgsr": config.to_dict()}))
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "gnn_recsys.training.distributed",
-         "--graph", str(tmp_path / "graph"), "--params", str(tmp_path / "params.yml"),
-         "--train-samples", str(tmp_path / "train.parquet"), "--val-samples", str(tmp_path / "val.parquet"),
-         "--checkpoint-dir", str(tmp_path / "ckpt"), "--model", str(tmp_path / "model.pt"),
-         "--history", str(tmp_path / "history.json")],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "gnn_recsys.training.distributed",
+            "--graph",
+            str(tmp_path / "graph"),
+            "--params",
+            str(tmp_path / "params.yml"),
+            "--train-samples",
+            str(tmp_path / "train.parquet"),
+            "--val-samples",
+            str(tmp_path / "val.parquet"),
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+            "--model",
+            str(tmp_path / "model.pt"),
+            "--history",
+            str(tmp_path / "history.json"),
+        ],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,

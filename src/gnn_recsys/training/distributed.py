@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--graph", default="data/04_feature/dgsr_train_graph", help="graph folder (.npy)")
     parser.add_argument("--train-samples", default="data/05_model_input/dgsr_train_samples.parquet")
     parser.add_argument("--val-samples", default="data/05_model_input/dgsr_val_samples.parquet")
-    parser.add_argument("--params", default="conf/base/parameters_training.yml", help="YAML with a 'dgsr' key")
+    parser.add_argument(
+        "--params", default="conf/base/parameters_training.yml", help="YAML with a 'dgsr' key"
+    )
     parser.add_argument(
         "--set",
         action="append",

@@ -268,7 +268,7 @@ def _epoch_order(
 
 
 def _validate(
-    model: DGSR, graph: Any, val: SampleSet, config: FitConfig, sampler: Any, world: ddp.World
+    model: DGSR, graph: Any, val: SampleSet, config: FitConfig, *, sampler: Any, world: ddp.World
 ) -> float:
     """Validation recall@``eval_k``; under DDP each rank scores every ``size``-th sample and the hits
     are summed, so all ranks get the same value (and take the same early-stopping decision)."""
@@ -389,7 +389,7 @@ def train_dgsr(
                 "epoch_seconds": seconds,
             }
             if val_samples is not None:
-                recall = _validate(model, graph, val_samples, config, sampler, world)
+                recall = _validate(model, graph, val_samples, config, sampler=sampler, world=world)
                 metrics[metric_name] = recall
                 stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
                 if stop.best_epoch == epoch:
