@@ -95,42 +95,49 @@ def test_two_gloo_processes_train_like_one_process_with_the_double_batch(tmp_pat
     )
     (tmp_path / "params.yml").write_text(yaml.safe_dump({"dgsr": config.to_dict()}))
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "gnn_recsys.training.distributed",
-            "--graph",
-            str(tmp_path / "graph"),
-            "--params",
-            str(tmp_path / "params.yml"),
-            "--train-samples",
-            str(tmp_path / "train.parquet"),
-            "--val-samples",
-            str(tmp_path / "val.parquet"),
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-            "--model",
-            str(tmp_path / "model.pt"),
-            "--history",
-            str(tmp_path / "history.json"),
-        ],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[:3000] + "\n...\n" + run.stderr[-3000:]
-    # metrics reported once (rank 0), not once per rank
-    epochs = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"epoch"')]
-    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+
+    def torchrun(max_epochs: int) -> list[int]:
+        """Launch 2 ranks; the epochs reported on stdout (once each: rank 0 only)."""
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "gnn_recsys.training.distributed",
+                "--set",
+                f"train.max_epochs={max_epochs}",
+                "--graph",
+                str(tmp_path / "graph"),
+                "--params",
+                str(tmp_path / "params.yml"),
+                "--train-samples",
+                str(tmp_path / "train.parquet"),
+                "--val-samples",
+                str(tmp_path / "val.parquet"),
+                "--checkpoint-dir",
+                str(tmp_path / "ckpt"),
+                "--model",
+                str(tmp_path / "model.pt"),
+                "--history",
+                str(tmp_path / "history.json"),
+            ],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr[:3000] + "\n...\n" + run.stderr[-3000:]
+        return [json.loads(line)["epoch"] for line in run.stdout.splitlines() if line.startswith('{"epoch"')]
+
+    # two epochs, then a resumed third: every rank restores its own random streams from rank 0's file
+    assert torchrun(2) == [1, 2]
+    assert torchrun(3) == [3]
     checkpoint = torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=True)
-    assert len(checkpoint["rank_rng"]) == 2
+    assert len(checkpoint["rank_rng"]) == 2 and checkpoint["progress"]["epoch"] == 3
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [CHECKPOINT_FILE]
     history = json.loads((tmp_path / "history.json").read_text())
     ddp_model = load_dgsr(torch.load(tmp_path / "model.pt", weights_only=True))
@@ -147,7 +154,7 @@ def test_two_gloo_processes_train_like_one_process_with_the_double_batch(tmp_pat
         # recall: the same hits unless a score within the tolerance sits on the top-20 boundary
         assert abs(ddp_epoch["val_recall@20"] - one_epoch["val_recall@20"]) <= 1 / len(val) + 1e-12
     assert history["epochs"][-1]["train_loss"] < history["epochs"][0]["train_loss"]  # it learnt
-    assert history["best_epoch"] == one.best_epoch
+    assert history["best_epoch"] == one.best_epoch and history["start_epoch"] == 3
     one_state = one.model.state_dict()
     for name, tensor in ddp_model.state_dict().items():
         torch.testing.assert_close(tensor, one_state[name], rtol=TOLERANCE, atol=TOLERANCE, msg=name)
