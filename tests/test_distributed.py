@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
-from gnn_recsys.graph.sampler import training_samples
+from gnn_recsys.graph.sampler import training_sample_events
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
 from gnn_recsys.loader import SampleSet
 from gnn_recsys.pipelines.training.nodes import load_dgsr
@@ -68,7 +68,7 @@ def test_two_gloo_processes_train_like_one_process_with_the_double_batch(tmp_pat
         SyntheticConfig(num_items=150, num_train_sessions=100, num_test_sessions=0, seed=5)
     )
     graph = build_temporal_graph(events)
-    samples = SampleSet(*training_samples(graph))
+    samples = SampleSet.from_events(graph, training_sample_events(graph))  # typed, as the pipeline's
     val_rows = np.zeros(len(samples), dtype=bool)
     val_rows[np.random.default_rng(0).choice(len(samples), 100, replace=False)] = True
     train, val = samples.subset(~val_rows), samples.subset(val_rows)

@@ -3,7 +3,8 @@
 Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``data_split``,
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
-baselines; also ``__default__``).
+baselines; also ``__default__``). ``dgsr_otto`` split around its ``train_dgsr`` node, for training
+under ``torchrun`` in between (docs/model.md): ``dgsr_before_training`` and ``dgsr_after_training``.
 """
 
 from __future__ import annotations
@@ -51,5 +52,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "candidate_export": candidate_export.create_pipeline(models=ALL_MODELS),
         "covisitation_otto": covisitation_otto,
         "dgsr_otto": dgsr_otto,
+        "dgsr_before_training": dgsr_otto - dgsr_otto.from_nodes("train_dgsr"),
+        "dgsr_after_training": dgsr_otto.from_nodes("train_dgsr") - dgsr_otto.only_nodes("train_dgsr"),
         "__default__": dgsr_otto,
     }

@@ -131,16 +131,19 @@ class LossForward(nn.Module):
         return self.model.loss(batch, self._loss_fn[0], generator, type_weights)
 
 
-def wrap(model: nn.Module, loss_fn: nn.Module, device: torch.device) -> nn.Module:
-    """The DDP-wrapped loss of ``model`` (call it as ``wrapped(batch, generator, type_weights)``)."""
+def wrap(
+    model: nn.Module, loss_fn: nn.Module, device: torch.device, *, find_unused: bool = False
+) -> nn.Module:
+    """The DDP-wrapped loss of ``model`` (call it as ``wrapped(batch, generator, type_weights)``).
+
+    ``find_unused``: some parameters take no part in this run (DGSR's type heads when the samples
+    carry no target type); DDP then looks for them each step (an extra pass over the autograd graph).
+    A parameter unused on every rank keeps no gradient, as in one process.
+    """
     from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
 
     return DistributedDataParallel(
         LossForward(model, loss_fn),
         device_ids=[device.index] if device.type == "cuda" else None,
-        # Some parameters take no part in some runs (the type heads when the samples carry no target
-        # type): DDP must look for them each step. A parameter unused on every rank keeps no gradient,
-        # as in one process; one unused on some ranks only gets their share of zeros, as the mean over
-        # the global batch would.
-        find_unused_parameters=True,
+        find_unused_parameters=find_unused,
     )

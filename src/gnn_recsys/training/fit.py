@@ -358,7 +358,8 @@ def train_dgsr(
         state = run.restore(checkpoint_path)
     state = state or _Progress()
     if world.distributed:
-        run.forward = ddp.wrap(model, loss_fn, device)
+        untyped = model.type_head is not None and train_samples.target_type is None  # heads unused
+        run.forward = ddp.wrap(model, loss_fn, device, find_unused=untyped)
 
     metric_name = f"val_recall@{config.train.eval_k}"
     collate = SubgraphCollate(graph, train_samples, config.model, sampler=sampler)
