@@ -358,6 +358,12 @@ def train_dgsr(
         state = run.restore(checkpoint_path)
     state = state or _Progress()
     if world.distributed:
+        resumed = ddp.gather_objects(state.epoch, world)
+        if len(set(resumed)) > 1:
+            raise RuntimeError(
+                f"ranks resumed after different epochs {resumed}: every rank must read rank 0's "
+                f"checkpoint in {checkpoint_dir} (a file system shared by all machines)"
+            )
         untyped = model.type_head is not None and train_samples.target_type is None  # heads unused
         run.forward = ddp.wrap(model, loss_fn, device, find_unused=untyped)
 
