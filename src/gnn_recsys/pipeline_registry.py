@@ -4,7 +4,9 @@ Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``da
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
 baselines; also ``__default__``). Tuning: ``tuning`` (the Optuna study alone, on the samples a
-``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
+``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study). ``dgsr_otto`` split around its ``train_dgsr`` node, for
+training under ``torchrun`` in between (docs/model.md): ``dgsr_before_training`` and
+``dgsr_after_training``.
 
 Each building block is a modular pipeline with a namespace (see ``NAMESPACES``), so kedro-viz draws
 seven collapsible stages instead of one flat graph and node names read ``<stage>.<node>``
@@ -87,5 +89,8 @@ def register_pipelines() -> dict[str, Pipeline]:
             tuning.create_pipeline(), namespace="tuning", prefix_datasets_with_namespace=False
         ),
         "tune_dgsr": tune_dgsr,
+        "dgsr_before_training": dgsr_otto - dgsr_otto.from_nodes("dgsr_training.train_dgsr"),
+        "dgsr_after_training": dgsr_otto.from_nodes("dgsr_training.train_dgsr")
+        - dgsr_otto.only_nodes("dgsr_training.train_dgsr"),
         "__default__": dgsr_otto,
     }

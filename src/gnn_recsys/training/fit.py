@@ -9,6 +9,11 @@
   best weights, early-stopping state, config hash) is written atomically. A rerun with the same
   config and data continues after the last finished epoch and equals an uninterrupted run (on CPU,
   exactly); a checkpoint from another device resumes too, with fresh random streams.
+* **Distributed**: under ``torchrun`` (an initialised process group) the loss runs through
+  DistributedDataParallel, each rank trains on its shard of the same epoch order
+  (:func:`~gnn_recsys.training.ddp.shard_order`; ``batch_size`` is per rank), validation is sharded
+  and its hits summed, so every rank takes the same early-stopping decision; only rank 0 writes the
+  checkpoint, logs epochs and calls ``on_epoch_end``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ from gnn_recsys.loader.samples import SampleSet
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.models.loss import make_loss
 from gnn_recsys.runtime import autocast, progress, resolve_device, share_cpu_with_workers
-from gnn_recsys.training.checkpoint import cpu_state, load_safely, prepare_checkpoint_dir, save_atomic
+from gnn_recsys.training import ddp
+from gnn_recsys.training.checkpoint import (
+    CHECKPOINT_FILE,
+    cpu_state,
+    load_safely,
+    prepare_checkpoint_dir,
+    save_atomic,
+)
 from gnn_recsys.training.config import FitConfig
 from gnn_recsys.training.early_stopping import StopState, early_stopping
 from gnn_recsys.training.optim import Optimizers, clip_grad_norm, learning_rate, make_optimizer
@@ -68,10 +80,18 @@ def train_step(
     grad_clip: float | None,
     generator: torch.Generator | None,
     type_weights: Tensor | None = None,
+    forward: Callable[..., Tensor] | None = None,
 ) -> Tensor:
-    """One optimisation step on a batch already on the model's device; returns the detached loss."""
+    """One optimisation step on a batch already on the model's device; returns the detached loss.
+
+    ``forward(batch, generator, type_weights)`` computes the loss instead of ``model.loss`` (the DDP
+    wrapper of :func:`~gnn_recsys.training.ddp.wrap`, which all-reduces the gradients in backward).
+    """
     with amp:
-        loss = model.loss(batch, loss_fn, generator, type_weights)
+        if forward is None:
+            loss = model.loss(batch, loss_fn, generator, type_weights)
+        else:
+            loss = forward(batch, generator, type_weights)
     optimizer.zero_grad()
     scaler.scale(loss).backward()
     if grad_clip is not None:
@@ -101,13 +121,17 @@ class _Progress:
         return StopState(self.best_metric, self.best_epoch, self.stale, self.stopped)
 
 
-def _fingerprint(graph: Any, train: SampleSet, val: SampleSet | None, config: FitConfig) -> str:
+def _fingerprint(
+    graph: Any, train: SampleSet, val: SampleSet | None, config: FitConfig, world: ddp.World
+) -> str:
     parts = [
         config.config_hash(),
         str((graph.num_items, graph.num_sessions, graph.num_events)),
         train.fingerprint(),
         val.fingerprint() if val is not None else "-",
     ]
+    if world.distributed:  # the global batch is batch_size x world size: another run
+        parts.append(f"world={world.size}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -122,25 +146,34 @@ class _Run:
     negative_rng: torch.Generator
     device: torch.device
     fingerprint: str
+    world: ddp.World = ddp.World()
+    forward: Callable[..., Tensor] | None = None  # the DDP-wrapped loss (None: one process)
 
-    def save(self, state: _Progress, path: Path) -> None:
-        save_atomic(
-            {
-                "fingerprint": self.fingerprint,  # config hash + data identity: resume only if equal
-                "device": self.device.type,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                    "order": self.order_rng.bit_generator.state,
-                    "negative": self.negative_rng.get_state(),
-                },
-                "progress": dict(vars(state)),
-            },
-            path,
-        )
+    def rng_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "order": self.order_rng.bit_generator.state,
+            "negative": self.negative_rng.get_state(),
+        }
+
+    def save(self, state: _Progress, path: Path | None) -> None:
+        """Write the checkpoint (rank 0; every rank must call it: it gathers their random states)."""
+        rngs = ddp.gather_objects(self.rng_state(), self.world)
+        if path is None or not self.world.main:
+            return
+        checkpoint = {
+            "fingerprint": self.fingerprint,  # config hash + data identity: resume only if equal
+            "device": self.device.type,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs[0],
+            "progress": dict(vars(state)),
+        }
+        if self.world.distributed:
+            checkpoint["rank_rng"] = rngs  # each rank's own dropout and negative-sampling streams
+        save_atomic(checkpoint, path)
 
     def restore(self, path: Path) -> _Progress | None:
         """Load ``path`` if it belongs to this run (same fingerprint); the progress, or None."""
@@ -156,12 +189,13 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.order_rng.bit_generator.state = state["rng"]["order"]
+        rng = state["rank_rng"][self.world.rank] if self.world.distributed else state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.order_rng.bit_generator.state = rng["order"]
         if state["device"] == self.device.type:
-            self.negative_rng.set_state(state["rng"]["negative"])
-            if self.device.type == "cuda" and state["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+            self.negative_rng.set_state(rng["negative"])
+            if self.device.type == "cuda" and rng["cuda"] is not None:
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
         else:  # generator states are device-specific: weights and optimiser carry over, draws restart
             logger.warning(
                 "%s was written on %s, resuming on %s: negative sampling restarts its random stream",
@@ -170,7 +204,8 @@ class _Run:
                 self.device.type,
             )
         progress = _Progress(**state["progress"])
-        logger.info("Resuming DGSR training from %s after epoch %d", path, progress.epoch)
+        if self.world.main:
+            logger.info("Resuming DGSR training from %s after epoch %d", path, progress.epoch)
         return progress
 
 
@@ -203,12 +238,16 @@ def _train_epoch(  # noqa: PLR0917 - private; the loop's state, passed through
             grad_clip=config.train.grad_clip,
             generator=run.negative_rng,
             type_weights=type_weights,
+            forward=run.forward,
         )
         total_loss += loss.double() * batch.num_samples
         seen += batch.num_samples
         state.step += 1
         if state.step % 50 == 0:
             bar.set_postfix(loss=f"{float(loss):.4f}")
+    if run.world.distributed:  # the epoch's loss and sample count over all ranks
+        summed, seen_all = ddp.all_reduce_sum([float(total_loss), float(seen)], run.device, run.world)
+        total_loss, seen = torch.tensor(summed, dtype=torch.float64), int(seen_all)
     mean = float(total_loss) / max(seen, 1)
     if not math.isfinite(mean):
         raise FloatingPointError(f"DGSR training loss is {mean} in epoch {epoch}")
@@ -228,6 +267,32 @@ def _epoch_order(
     return rng.permutation(num_samples)[:size]
 
 
+def _validate(
+    model: DGSR, graph: Any, val: SampleSet, config: FitConfig, *, sampler: Any, world: ddp.World
+) -> float:
+    """Validation recall@``eval_k``; under DDP each rank scores every ``size``-th sample and the hits
+    are summed, so all ranks get the same value (and take the same early-stopping decision)."""
+    shard = val if not world.distributed else val.subset(slice(world.rank, None, world.size))
+    recall = 0.0
+    if len(shard):
+        recall = recall_at_k(
+            model,
+            graph,
+            shard,
+            k=config.train.eval_k,
+            batch_size=config.train.eval_batch_size or config.train.batch_size,
+            loader=config.loader,
+            sampler=sampler,
+            amp=config.train.amp,
+            show_progress=config.train.progress and world.main,
+        )
+    if not world.distributed:
+        return recall
+    device = next(model.parameters()).device
+    (hits,) = ddp.all_reduce_sum([round(recall * len(shard))], device, world)
+    return hits / len(val)
+
+
 def train_dgsr(
     graph: Any,
     train_samples: SampleSet,
@@ -243,7 +308,13 @@ def train_dgsr(
     ``on_epoch_end(epoch, metrics)`` (epochs 1-based) receives ``train_loss``, ``val_recall@K`` (when
     there is validation), ``lr``, ``train_samples_per_s`` and ``epoch_seconds``. ``sampler`` defaults
     to :func:`~gnn_recsys.loader.collate.make_sampler`.
+
+    Under an initialised process group (``torchrun``) this trains with DistributedDataParallel (see the
+    module docstring); every rank must call it with the same data and config, and all return the
+    same model. ``on_epoch_end`` runs on rank 0 only.
     """
+    world = ddp.current_world()
+    ddp.check_config(config.model.sparse_embedding, world)
     train_samples.validate(graph, "train_samples")
     if len(train_samples) == 0:
         raise ValueError("train_samples is empty")
@@ -251,27 +322,50 @@ def train_dgsr(
         val_samples.validate(graph, "val_samples")
         val_samples = val_samples if len(val_samples) else None
     device = resolve_device(config.train.device)
+    if world.distributed and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (LOCAL_RANK)
     sampler = sampler if sampler is not None else make_sampler(graph, config.model)
     torch.manual_seed(config.train.seed)
-    model = DGSR.from_config(graph.num_items, config.model).to(device)
+    model = DGSR.from_config(graph.num_items, config.model).to(device)  # the same weights on every rank
+    if world.rank > 0:
+        torch.manual_seed(config.train.seed + world.rank)  # its own dropout masks
     counts = np.bincount(train_samples.target, minlength=graph.num_items)
     loss_fn = make_loss(config.loss, counts, sparse=config.model.sparse_embedding).to(device)
-    logger.info("DGSR loss: %s softmax over %d items", config.loss.resolve(graph.num_items), graph.num_items)
+    if world.main:
+        logger.info(
+            "DGSR loss: %s softmax over %d items", config.loss.resolve(graph.num_items), graph.num_items
+        )
     amp, amp_dtype = autocast(device, config.train.amp)
     run = _Run(
         model=model,
         optimizer=make_optimizer(model, config.train),
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
         order_rng=np.random.default_rng(config.train.seed),
-        negative_rng=torch.Generator(device=device).manual_seed(config.train.seed + 1),
+        # the same epoch order on every rank (each takes its shard), its own negatives
+        negative_rng=torch.Generator(device=device).manual_seed(config.train.seed + 1 + world.rank),
         device=device,
-        fingerprint=_fingerprint(graph, train_samples, val_samples, config),
+        fingerprint=_fingerprint(graph, train_samples, val_samples, config, world),
+        world=world,
     )
-    checkpoint_path = prepare_checkpoint_dir(checkpoint_dir)
+    checkpoint_path = None
+    if world.main:
+        checkpoint_path = prepare_checkpoint_dir(checkpoint_dir)
+    elif checkpoint_dir is not None:
+        checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_FILE
+    ddp.barrier(world)  # rank 0 has created the folder and removed torn files
     state = None
     if checkpoint_path is not None and checkpoint_path.exists():
         state = run.restore(checkpoint_path)
     state = state or _Progress()
+    if world.distributed:
+        resumed = ddp.gather_objects(state.epoch, world)
+        if len(set(resumed)) > 1:
+            raise RuntimeError(
+                f"ranks resumed after different epochs {resumed}: every rank must read rank 0's "
+                f"checkpoint in {checkpoint_dir} (a file system shared by all machines)"
+            )
+        untyped = model.type_head is not None and train_samples.target_type is None  # heads unused
+        run.forward = ddp.wrap(model, loss_fn, device, find_unused=untyped)
 
     metric_name = f"val_recall@{config.train.eval_k}"
     collate = SubgraphCollate(graph, train_samples, config.model, sampler=sampler)
@@ -283,9 +377,12 @@ def train_dgsr(
         for epoch in range(start_epoch, config.train.max_epochs + 1):
             if state.stopped:
                 break
-            order = _epoch_order(run.order_rng, len(train_samples), config, state.samples)
+            order = ddp.shard_order(
+                _epoch_order(run.order_rng, len(train_samples), config, state.samples), world
+            )
             if len(order) == 0:
-                logger.info("DGSR training budget of %s samples spent", config.train.max_samples)
+                if world.main:
+                    logger.info("DGSR training budget of %s samples spent", config.train.max_samples)
                 break
             t0 = time.perf_counter()
             batches.new_epoch(order)
@@ -299,17 +396,7 @@ def train_dgsr(
                 "epoch_seconds": seconds,
             }
             if val_samples is not None:
-                recall = recall_at_k(
-                    model,
-                    graph,
-                    val_samples,
-                    k=config.train.eval_k,
-                    batch_size=config.train.eval_batch_size or config.train.batch_size,
-                    loader=config.loader,
-                    sampler=sampler,
-                    amp=config.train.amp,
-                    show_progress=config.train.progress,
-                )
+                recall = _validate(model, graph, val_samples, config, sampler=sampler, world=world)
                 metrics[metric_name] = recall
                 stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
                 if stop.best_epoch == epoch:
@@ -326,12 +413,13 @@ def train_dgsr(
                 state.best_epoch = epoch  # no validation: the last epoch is the result
             state.epoch = epoch
             state.history.append({"epoch": float(epoch), **metrics})
-            logger.info("DGSR epoch %d: %s", epoch, {k: round(v, 5) for k, v in metrics.items()})
+            if world.main:
+                logger.info("DGSR epoch %d: %s", epoch, {k: round(v, 5) for k, v in metrics.items()})
             if checkpoint_path is not None:
                 run.save(state, checkpoint_path)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and world.main:
                 on_epoch_end(epoch, dict(metrics))
-            if state.stopped:
+            if state.stopped and world.main:
                 logger.info(
                     "Early stopping after epoch %d: best %s %.5f at epoch %d",
                     epoch,

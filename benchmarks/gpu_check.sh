@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One prepared GPU check (< 8 minutes on one GPU): the CUDA-marked tests (AMP, checkpoints resuming
+# CUDA -> CPU -> CUDA, GPU scores against CPU scores), then benchmarks/gpu_check.py: GPU vs CPU results,
+# training samples/s, peak GPU memory, the projected full-OTTO epoch and the time to score 1.67M
+# sessions over 1.86M items, each next to its target. Without a GPU: the tests skip and the script runs
+# its CPU self-check (exit 0 when it passes).
+#
+#   benchmarks/gpu_check.sh                # from anywhere; PYTHON=... to pick the interpreter
+#   benchmarks/gpu_check.sh --batch-size 4096   # extra arguments go to gpu_check.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} DO_NOT_TRACK=1 KEDRO_DISABLE_TELEMETRY=1
+
+start=$(date +%s)
+echo "== CUDA-marked tests (pytest -m cuda)"
+"$PYTHON" -m pytest -m cuda -q -rs -p no:cacheprovider tests/test_cuda.py
+echo
+echo "== benchmarks/gpu_check.py"
+"$PYTHON" benchmarks/gpu_check.py "$@"
+echo "gpu_check.sh: $(( $(date +%s) - start )) s in all"
