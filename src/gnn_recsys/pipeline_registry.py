@@ -4,9 +4,9 @@ Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``da
 ``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
 baselines; also ``__default__``). Tuning: ``tuning`` (the Optuna study alone, on the samples a
-``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study). ``dgsr_otto`` split around its ``train_dgsr`` node, for
-training under ``torchrun`` in between (docs/model.md): ``dgsr_before_training`` and
-``dgsr_after_training``.
+``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
+``dgsr_otto`` split around its ``train_dgsr`` node, for training under ``torchrun`` in between
+(docs/model.md): ``dgsr_before_training`` and ``dgsr_after_training``.
 
 Each building block is a modular pipeline with a namespace (see ``NAMESPACES``), so kedro-viz draws
 seven collapsible stages instead of one flat graph and node names read ``<stage>.<node>``
