@@ -325,3 +325,21 @@ def test_no_labels_at_all_gives_the_rank_fusion() -> None:
         fused.select("session", "type", "rank", "aid")
     )
     assert not math.isnan(float(reranked["score"].sum()))
+
+
+def test_no_test_sessions_give_an_empty_valid_table() -> None:
+    """Without a test file the test features are empty; reranking them must still work."""
+    empty_covis = COVIS.clear()
+    empty_dgsr = DGSR.clear()
+    features = build_features(
+        {"covisitation": empty_covis, "dgsr": empty_dgsr}, SESSION_EVENTS.clear(), FIT_EVENTS
+    )
+    assert features.height == 0 and "pop_orders" in features.columns
+    model, _ = train_ranker(
+        attach_labels(features, pl.DataFrame(schema={"session": pl.Int32, "type": pl.Int8, "aid": pl.Int32})),
+        ["covisitation", "dgsr"],
+        {"covisitation": 2.0, "dgsr": 1.0},
+        10.0,
+    )
+    reranked = rerank(model, features, k=20)
+    assert reranked.height == 0 and reranked.columns == ["session", "type", "rank", "aid", "score", "model"]
