@@ -98,18 +98,26 @@ def _features_node(
 
 
 def create_pipeline(sources: Sequence[str] = SOURCES, **kwargs: Any) -> Pipeline:
-    rp = f"{RANKER_PERIOD}."
-    return Pipeline(
+    # The training rows are built inside the ranker_period namespace: every input they read is that
+    # period's (local_test_inputs there means ranker_period.local_test_inputs, and so on).
+    training_rows = Pipeline(
         [
-            _features_node("train", f"{rp}local_test_inputs", f"{rp}local_train_events", rp, sources),
-            _features_node("local", "local_test_inputs", "local_train_events", "", sources),
-            _features_node("test", "test_events", "events", "test_", sources),
+            _features_node("train", "local_test_inputs", "local_train_events", "", sources),
             node(
                 label_features,
-                inputs=["ranker_train_features", f"{rp}local_test_labels"],
+                inputs=["ranker_train_features", "local_test_labels"],
                 outputs="ranker_training_table",
                 name="ranker_training_table",
             ),
+        ],
+        namespace=RANKER_PERIOD,
+        outputs={"ranker_train_features", "ranker_training_table"},
+        parameters={"ranking.candidates"},
+    )
+    return training_rows + Pipeline(
+        [
+            _features_node("local", "local_test_inputs", "local_train_events", "", sources),
+            _features_node("test", "test_events", "events", "test_", sources),
             node(
                 fit_ranker,
                 inputs=["ranker_training_table", "params:ranking"],
