@@ -62,6 +62,7 @@ class RankerConfig:
     min_train_sessions: int = 200
     negatives_per_session: int | None = None
     output_k: int = 50
+    refit_full: bool = True
     seed: int = 42
     lgbm: Mapping[str, Any] = field(default_factory=_default_lgbm)
 
@@ -287,6 +288,21 @@ def train_ranker(
             },
             "importance_gain": importance,
         }
+        if chosen == "lightgbm" and config.refit_full and valid_learnable.height:
+            # the held-out sessions chose the model and its length; now let it learn from them too
+            everything = pl.concat([sampled, _sample_negatives(valid_learnable, config.negatives_per_session,
+                                                               config.seed)]).sort(["session", "aid"])  # fmt: skip
+            booster = lgb.train(
+                params,
+                lgb.Dataset(
+                    everything.select(features).to_numpy().astype(np.float32),
+                    label=everything["target"].to_numpy(),
+                    group=_group_sizes(everything),
+                    feature_name=features,
+                ),
+                num_boost_round=best_iteration,
+            )
+            entry["refit_sessions"] = int(everything["session"].n_unique())
         if chosen == "lightgbm":
             model["types"][type_name] = {
                 "kind": "lightgbm",
