@@ -32,7 +32,12 @@ def _only_run(project: Path) -> mlflow.entities.Run:
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("gnn_recsys")
     assert experiment is not None, "kedro-mlflow did not create the project's experiment"
-    runs = client.search_runs([experiment.experiment_id])
+    # nested runs (the ranker period's DGSR training) are the run's children, not runs of their own
+    runs = [
+        run
+        for run in client.search_runs([experiment.experiment_id])
+        if "mlflow.parentRunId" not in run.data.tags
+    ]
     assert len(runs) == 1
     return runs[0]
 
@@ -88,7 +93,7 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
 
     data = kedro_project / "data"
     models = json.loads((data / "08_reporting" / "metrics.json").read_text())["models"]
-    assert set(models) == {"popularity", "covisitation", "dgsr"}
+    assert set(models) == {"popularity", "covisitation", "dgsr", "fusion", "reranker", "candidate_ceiling"}
     # Two epochs of a 16-dim model on 1.5k sessions already learn far more than popularity.
     assert models["dgsr"]["score"] > models["popularity"]["score"]
 
@@ -120,6 +125,37 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     predicted = model.predict(events, params={"k": 5, "event_type": "orders"})
     assert set(predicted["session"]) == set(events["session"])
     assert (predicted.groupby("session").size() == 5).all()
+
+    # The ranking stage: its own period's models, a valid reranked table and submission, MLflow plots.
+    assert (data / "06_models" / "ranker_period" / "dgsr_model.pt").exists()
+    reranked = pl.read_parquet(data / "07_model_output" / "candidates_reranker.parquet")
+    assert reranked.columns == ["session", "type", "rank", "aid", "score", "model"]
+    assert set(labels["session"].unique()) <= set(reranked["session"].unique())
+    # no ranker can pass the oracle order of its own candidates
+    for name in ("reranker", "fusion"):
+        for kind in ("clicks", "carts", "orders"):
+            metric = f"recall@20_{kind}"
+            if models[name][metric] is not None:
+                assert models[name][metric] <= models["candidate_ceiling"][metric] + 1e-12
+    assert models["reranker"]["score"] > models["popularity"]["score"]
+    submission = pl.read_csv(data / "07_model_output" / "submission_reranker.csv")
+    assert submission.height == 3 * test_sessions
+    assert (data / "05_model_input" / "ranker_training_table.parquet").exists()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "ranker")}
+    assert artifacts == {"ranker/ranker_feature_importance.png", "ranker/ranker_validation_curve.png"}
+    assert any(tag.startswith("ranker.") for tag in run.data.tags)
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    curves = [[m.step for m in client.get_metric_history(c.info.run_id, "dgsr.train_loss")] for c in children]
+    assert [1, 2] in curves  # the ranker period's DGSR curve lives in a child run, not in the parent's
+
+    # rerank_otto reruns the stage alone on the candidates left on disk
+    before = (data / "07_model_output" / "candidates_reranker.parquet").stat().st_mtime_ns
+    _run(kedro_project, "rerank_otto", TINY_DGSR)
+    assert (data / "07_model_output" / "candidates_reranker.parquet").stat().st_mtime_ns > before
+    rerun = json.loads((data / "08_reporting" / "metrics.json").read_text())["models"]
+    assert rerun["reranker"]["score"] == pytest.approx(models["reranker"]["score"])
 
 
 @pytest.mark.slow

@@ -1,10 +1,12 @@
 """Project pipelines.
 
 Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``data_split``,
-``baselines``, ``graph_construction``, ``training``, ``evaluation``, ``candidate_export``.
+``baselines``, ``graph_construction``, ``training``, ``ranker_period``, ``ranking``, ``evaluation``,
+``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
-baselines; also ``__default__``). Tuning: ``tuning`` (the Optuna study alone, on the samples a
-``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
+baselines, then the ranking stage over co-visitation and DGSR; also ``__default__``);
+``rerank_otto`` runs the ranking stage alone on the candidates a ``dgsr_otto`` run left. Tuning:
+``tuning`` (the Optuna study alone, on the samples a ``dgsr_otto`` run wrote) and ``tune_dgsr`` (the data the study needs, then the study).
 ``dgsr_otto`` split around its ``train_dgsr`` node, for training under ``torchrun`` in between
 (docs/model.md): ``dgsr_before_training`` and ``dgsr_after_training``.
 
@@ -25,12 +27,16 @@ from gnn_recsys.pipelines import (
     evaluation,
     graph_construction,
     ingestion,
+    ranking,
     training,
     tuning,
 )
 
 BASELINE_MODELS = ("popularity", "covisitation")
 ALL_MODELS = (*BASELINE_MODELS, "dgsr")
+RANKED_MODELS = ("fusion", "reranker")
+#: Scored next to the models, never exported: the oracle order of the ranker's candidates.
+CEILING = "candidate_ceiling"
 
 # registered pipeline name -> namespace shown in kedro-viz and prefixed to node names
 NAMESPACES = {
@@ -41,6 +47,8 @@ NAMESPACES = {
     "training": "dgsr_training",
     "evaluation": "evaluation",
     "candidate_export": "export",
+    "ranking": "ranking",
+    "ranker_period": "ranker_period",  # namespaced in pipelines/ranking, datasets prefixed too
 }
 
 
@@ -65,13 +73,22 @@ def register_pipelines() -> dict[str, Pipeline]:
         + _stage("evaluation", evaluation.create_pipeline(models=BASELINE_MODELS))
         + _stage("candidate_export", candidate_export.create_pipeline(models=BASELINE_MODELS))
     )
+    ranking_stage = _stage("ranking", ranking.create_pipeline())
+    scored = (*ALL_MODELS, *RANKED_MODELS, CEILING)
     dgsr_otto = (
         data
         + stages["baselines"]
         + stages["graph_construction"]
         + stages["training"]
-        + _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS))
-        + _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS))
+        + ranking.create_ranker_period_pipeline()  # namespaced (and its datasets prefixed) already
+        + ranking_stage
+        + _stage("evaluation", evaluation.create_pipeline(models=scored))
+        + _stage("candidate_export", candidate_export.create_pipeline(models=(*ALL_MODELS, *RANKED_MODELS)))
+    )
+    rerank_otto = (
+        ranking_stage
+        + _stage("evaluation", evaluation.create_pipeline(models=scored))
+        + _stage("candidate_export", candidate_export.create_pipeline(models=RANKED_MODELS))
     )
     tune_dgsr = (
         data
@@ -81,10 +98,13 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     return {
         **stages,
+        "ranker_period": ranking.create_ranker_period_pipeline(),
+        "ranking": ranking_stage,
         "evaluation": _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS)),
         "candidate_export": _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS)),
         "covisitation_otto": covisitation_otto,
         "dgsr_otto": dgsr_otto,
+        "rerank_otto": rerank_otto,
         "tuning": pipeline(
             tuning.create_pipeline(), namespace="tuning", prefix_datasets_with_namespace=False
         ),
