@@ -125,6 +125,15 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     predicted = model.predict(events, params={"k": 5, "event_type": "orders"})
     assert set(predicted["session"]) == set(events["session"])
     assert (predicted.groupby("session").size() == 5).all()
+    # ... and its page in MLflow shows its scores
+    logged = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' AND name = 'dgsr_model'",
+        output_format="list",
+    )
+    assert len(logged) == 1
+    model_scores = {m.key: m.value for m in logged[0].metrics}
+    assert model_scores["score"] == pytest.approx(models["dgsr"]["score"])
 
     # The ranking stage: its own period's models, a valid reranked table and submission, MLflow plots.
     assert (data / "06_models" / "ranker_period" / "dgsr_model.pt").exists()

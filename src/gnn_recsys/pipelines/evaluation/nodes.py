@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import mlflow
 import polars as pl
 from matplotlib.figure import Figure
 
@@ -95,3 +97,24 @@ def training_curves_plot(history: dict[str, Any]) -> tuple[Figure, dict[str, lis
     if resumed:
         logger.info("Logging the curves of %d epochs resumed from the checkpoint", len(resumed))
     return training_curves_figure(history), curves
+
+
+def link_scores_to_logged_model(report: dict[str, Any], model: str = "dgsr") -> None:
+    """Log ``model``'s scores on its MLflow logged model too, so the model's page shows them.
+
+    The model is logged by the training pipeline before it is evaluated; this finds it in the active
+    run (name ``<model>_model``) and attaches the evaluation's figures to it.
+    """
+    run = mlflow.active_run()
+    scores = (report.get("models") or {}).get(model)
+    if run is None or not scores:
+        return
+    found = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{model}_model'",
+        output_format="list",
+    )
+    values = {k: float(v) for k, v in scores.items() if isinstance(v, int | float) and not math.isnan(v)}
+    for logged in found:
+        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in values.items()}, model_id=logged.model_id)
+    logger.info("Linked %d %s scores to %d logged model(s)", len(values), model, len(found))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import evaluate_models, evaluation_plots, training_curves_plot
+from .nodes import evaluate_models, evaluation_plots, link_scores_to_logged_model, training_curves_plot
 
 
 def create_pipeline(models: Sequence[str] = ("popularity", "covisitation"), **kwargs) -> Pipeline:
@@ -46,6 +46,9 @@ def create_pipeline(models: Sequence[str] = ("popularity", "covisitation"), **kw
                 inputs="dgsr_training_history",
                 outputs=["dgsr_training_curves_plot", "dgsr_resumed_epoch_metrics"],
                 name="dgsr_training_curves_plot",
-            )
+            ),
+        )
+        nodes.append(
+            node(link_scores_to_logged_model, inputs="metrics_report", outputs=None, name="link_dgsr_scores")
         )
     return Pipeline(nodes)
