@@ -149,7 +149,7 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     assert models["reranker"]["score"] > models["popularity"]["score"]
     submission = pl.read_csv(data / "07_model_output" / "submission_reranker.csv")
     assert submission.height == 3 * test_sessions
-    assert (data / "05_model_input" / "ranker_training_table.parquet").exists()
+    assert (data / "07_model_output" / "ranker_training_table.parquet").exists()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "ranker")}
     assert artifacts == {"ranker/ranker_feature_importance.png", "ranker/ranker_validation_curve.png"}
     assert any(tag.startswith("ranker.") for tag in run.data.tags)
