@@ -77,7 +77,7 @@ def results_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("DO_NOT_TRACK", "1")
         mp.setenv("KEDRO_DISABLE_TELEMETRY", "1")
         _run(project, "dgsr_otto", TINY)
-        _run(project, "covisitation_otto", {**TINY, "covisitation": {"history_min_items": 5}})
+        _run(project, "covisitation_otto", {**TINY, "covisitation": {"top_k": 30}})
         yield project
 
 
