@@ -1,7 +1,8 @@
 """The Spark preprocessing path produces the default path's tables (pyspark in local mode).
 
-Marked ``spark``: needs pyspark and Java 17+ (skipped without them). One SparkSession serves the
-module; the data is a few hundred generated sessions, so the time goes to starting the JVM.
+Marked ``spark``: needs pyspark and Java 17+ (skipped without them; ``-m "not spark"`` leaves it out).
+One SparkSession serves the module and one ``kedro run --env spark`` of ingestion and split on a few
+hundred generated sessions feeds the comparisons, so most of the time goes to starting the JVM.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import polars as pl
 import pytest
@@ -18,85 +20,126 @@ pytest.importorskip("pyspark")
 if shutil.which("java") is None:
     pytest.skip("Spark needs Java (apt-get install openjdk-17-jre-headless)", allow_module_level=True)
 
+from kedro.framework.session import KedroSession  # noqa: E402
+from kedro.framework.startup import bootstrap_project  # noqa: E402
+from kedro.pipeline import node  # noqa: E402
+
 from gnn_recsys.baselines.covisitation import CovisitationConfig, CovisitationModel  # noqa: E402
 from gnn_recsys.data.ingest import read_events  # noqa: E402
+from gnn_recsys.data.schema import EVENT_SCHEMA  # noqa: E402
 from gnn_recsys.data.split import split_events  # noqa: E402
-from gnn_recsys.data.synthetic import SyntheticConfig, write_synthetic_otto  # noqa: E402
 from gnn_recsys.data.validation import BadInputError  # noqa: E402
+from gnn_recsys.pipelines.data_split.nodes import split_local_validation  # noqa: E402
 from gnn_recsys.spark.covisitation import pair_weights, top_neighbours  # noqa: E402
 from gnn_recsys.spark.events import from_polars, read_otto_jsonl, to_polars  # noqa: E402
+from gnn_recsys.spark.hooks import SparkHooks  # noqa: E402
 from gnn_recsys.spark.session import spark_session  # noqa: E402
-from gnn_recsys.spark.split import split_events_spark  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
 
 @pytest.fixture(scope="module")
 def spark():
-    session = spark_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"})
+    session = spark_session({"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2"})
     yield session
     session.stop()
 
 
-@pytest.fixture(scope="module")
-def otto_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("otto")
-    config = SyntheticConfig(num_items=300, num_train_sessions=600, num_test_sessions=100, seed=3)
-    write_synthetic_otto(folder / "train.jsonl", folder / "test.jsonl", config)
-    return folder / "train.jsonl", folder / "test.jsonl"
+def _spark_table(folder: Path) -> pl.DataFrame:
+    """A Spark parquet dataset read with polars, in the default path's row order and columns."""
+    table = pl.read_parquet(folder / "*.parquet")
+    if "pos" in table.columns:
+        return table.sort(["session", "pos"]).drop("pos")
+    return table.sort(table.columns)
 
 
-def test_ingestion_split_and_pairs_match_the_default_path(spark, otto_files) -> None:
-    train_path, test_path = otto_files
-    expected_events = read_events(train_path)
-    events, report = read_otto_jsonl(spark, train_path)
-    assert report.engine == "spark"
-    assert (report.sessions, report.events) == (
-        expected_events["session"].n_unique(),
-        expected_events.height,
+def _ranked(neighbours: pl.DataFrame) -> pl.DataFrame:
+    return neighbours.sort(["aid", "weight", "neighbour"], descending=[False, True, False]).with_columns(
+        pl.int_range(pl.len()).over("aid").alias("rank")
     )
-    assert_frame_equal(to_polars(events), expected_events)
-    test_events, _ = read_otto_jsonl(spark, test_path, min_events=1)
-    assert_frame_equal(to_polars(test_events), read_events(test_path, min_events=1))
 
-    # a short test window on the generated 28 days, so that many sessions start after the split
-    expected = split_events(expected_events, test_days=7, seed=11)
-    result = split_events_spark(events, test_days=7, seed=11)
-    assert result.stats() == expected.stats()
-    assert expected.counts["test_sessions"] > 20
-    assert_frame_equal(to_polars(result.train), expected.train)
-    assert_frame_equal(to_polars(result.test_inputs), expected.test_inputs)
-    assert_frame_equal(to_polars(result.test_labels), expected.test_labels)
 
-    # co-visitation pairs of what the baseline fits on: train events plus the observed test prefixes
+def test_env_spark_writes_the_default_tables_and_counts_the_same_pairs(spark, kedro_project: Path) -> None:
+    params = {
+        "synthetic": {"num_items": 200, "num_train_sessions": 400, "num_test_sessions": 60, "seed": 5},
+        "ingestion": {"progress": False},
+        "split": {"seed": 11},
+    }
+    bootstrap_project(kedro_project)
+    with KedroSession.create(project_path=kedro_project, env="spark", runtime_params=params) as session:
+        session.run(pipeline_names=["ingestion", "data_split"])
+
+    # ingestion and split: the default path's tables, row for row
+    raw = kedro_project / "data" / "01_raw" / "synthetic"
+    events = read_events(raw / "train.jsonl")
+    expected = split_events(events, test_days=7, seed=11)
+    assert expected.counts["test_sessions"] > 5
+    intermediate, primary = (
+        kedro_project / "data" / layer / "spark" for layer in ("02_intermediate", "03_primary")
+    )
+    assert_frame_equal(_spark_table(intermediate / "events"), events)
+    assert_frame_equal(
+        _spark_table(intermediate / "test_events"), read_events(raw / "test.jsonl", min_events=1)
+    )
+    assert_frame_equal(_spark_table(primary / "local_train_events"), expected.train)
+    assert_frame_equal(_spark_table(primary / "local_test_inputs"), expected.test_inputs)
+    assert_frame_equal(_spark_table(primary / "local_test_labels"), expected.test_labels)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("gnn_recsys")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert {key: run.data.metrics[f"split.{key}"] for key in expected.stats()} == expected.stats()
+    assert run.data.metrics["ingestion.train.ingest_sessions"] == 400
+
+    # co-visitation pairs of what the baseline fits on (train + observed test prefixes), from the
+    # Spark tables just written, against the fitted model's table with every pair kept
+    fitted_on = spark.read.parquet(str(primary / "local_train_events")).unionByName(
+        spark.read.parquet(str(primary / "local_test_inputs"))
+    )
     config = CovisitationConfig(max_events_per_session=12, time_window_ms=6 * 3_600_000, top_neighbours=10**6)
+    pairs = pair_weights(fitted_on, config).cache()
     fitted = pl.concat([expected.train, expected.test_inputs])
-    everything = CovisitationModel.fit(fitted, config).neighbours  # every pair: top_neighbours is huge
-    pairs = to_polars(pair_weights(result.train.unionByName(result.test_inputs), config))
-    assert pairs.height == everything.height > 1000
-    joined = everything.join(pairs, on=["aid", "neighbour"], how="left", suffix="_spark")
+    everything = CovisitationModel.fit(fitted, config).neighbours
+    spark_pairs = to_polars(pairs)
+    assert spark_pairs.height == everything.height > 500
+    joined = everything.join(spark_pairs, on=["aid", "neighbour"], how="left", suffix="_spark")
     assert joined["weight_spark"].null_count() == 0
     np.testing.assert_allclose(joined["weight_spark"], joined["weight"], rtol=1e-6)
 
-    # each aid's top neighbours: same weights rank by rank; a different neighbour only on a tie
+    # each aid's top neighbours: the same weights rank by rank; a different neighbour only on a tie
     top = 3
-    default_top = CovisitationModel.fit(fitted, CovisitationConfig(**{**config.__dict__, "top_neighbours": top}))
-    ranked = [
-        frame.with_columns(pl.int_range(pl.len()).over("aid").alias("rank"))
-        for frame in (default_top.neighbours, to_polars(top_neighbours(pair_weights(from_polars(spark, fitted), config), top)).sort(["aid", "weight", "neighbour"], descending=[False, True, False]))
-    ]
-    both = ranked[0].join(ranked[1], on=["aid", "rank"], how="full", suffix="_spark")
+    default_top = CovisitationModel.fit(
+        fitted, CovisitationConfig(**{**config.__dict__, "top_neighbours": top})
+    )
+    both = _ranked(default_top.neighbours).join(
+        _ranked(to_polars(top_neighbours(pairs, top))), on=["aid", "rank"], how="full", suffix="_spark"
+    )
     assert both["weight"].null_count() == both["weight_spark"].null_count() == 0
     np.testing.assert_allclose(both["weight_spark"], both["weight"], rtol=1e-6)
-    differ = both.filter(pl.col("neighbour") != pl.col("neighbour_spark"))
-    assert differ.height < both.height / 100
+    swapped = both.filter(pl.col("neighbour") != pl.col("neighbour_spark"))
+    np.testing.assert_allclose(swapped["weight"], swapped["weight_spark"], rtol=1e-6)
 
 
-def test_a_bad_line_is_named_by_file_line_and_field(spark, tmp_path: Path, otto_files) -> None:
-    lines = otto_files[0].read_text().splitlines()[:5]
-    lines[3] = lines[3].replace('"clicks"', '"click"', 1)
+def test_a_bad_line_is_named_by_file_line_and_field(spark, tmp_path: Path) -> None:
+    good = '{"session":%d,"events":[{"aid":1,"ts":1659304800000,"type":"clicks"},{"aid":2,"ts":1659304801000,"type":"%s"}]}'
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join(lines) + "\n")
+    bad.write_text("\n".join(good % (i, "carts" if i != 3 else "cart") for i in range(5)) + "\n")
     with pytest.raises(BadInputError) as error:
         read_otto_jsonl(spark, bad)
-    assert error.value.line == 4 and "type" in str(error.value)
+    assert error.value.line == 4 and error.value.field == "events[1].type"
+
+
+def test_hook_hands_spark_tables_to_polars_nodes_only(spark) -> None:
+    events = pl.DataFrame(
+        {"session": [1, 1, 2], "aid": [7, 8, 5], "ts": [2, 2, 3], "type": [1, 0, 0]},
+        schema=dict(EVENT_SCHEMA),
+    )
+    spark_events = from_polars(spark, events)
+    hooks = SparkHooks()
+    hooks.active = True
+    plain = node(lambda frame: frame, inputs="events", outputs="out", name="plain")
+    handed = hooks.before_node_run(plain, {"events": spark_events, "params:x": 1})
+    assert handed is not None and set(handed) == {"events"}
+    assert_frame_equal(handed["events"], events)  # the tie in ts keeps its file order
+    native = node(split_local_validation, inputs=["events", "params:split"], outputs=["a", "b", "c", "d"])
+    assert hooks.before_node_run(native, {"events": spark_events, "params:split": {}}) is None

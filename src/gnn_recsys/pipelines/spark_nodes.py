@@ -59,7 +59,9 @@ def ingest_events_spark(
     test_report: dict[str, Any] = {}
     if test_path:
         test_events, test_report = _read(spark, test_path, "test", 1, params)
-        overlap = events.select("session").distinct().join(test_events.select("session").distinct(), "session")
+        overlap = (
+            events.select("session").distinct().join(test_events.select("session").distinct(), "session")
+        )
         shared = [row["session"] for row in overlap.orderBy("session").limit(5).collect()]
         if shared:
             raise ValueError(

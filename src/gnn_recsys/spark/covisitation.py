@@ -47,7 +47,10 @@ def weighted_recent_events(events: DataFrame, config: CovisitationConfig) -> Dat
     )
     recent = ranked.filter((F.col("_rank") >= F.col("_n") - keep) & (F.least(F.col("_n"), F.lit(keep)) >= 2))
     return recent.select(
-        "session", "aid", "ts", (_type_weight(F.col("type"), dict(config.type_weights)) * time_weight).alias("weight")
+        "session",
+        "aid",
+        "ts",
+        (_type_weight(F.col("type"), dict(config.type_weights)) * time_weight).alias("weight"),
     )
 
 

@@ -140,9 +140,18 @@ def read_otto_jsonl(
     size = src.stat().st_size
     if compression == "gzip" and not src.name.endswith(".gz"):
         logger.info("%s: gzip without a .gz name, which Spark cannot detect; reading it in Python", src)
-        return _precise(spark, src, min_events, on_bad_line, rejects_path, max_bad_share, began)
+        return _precise(
+            spark,
+            src,
+            min_events=min_events,
+            on_bad_line=on_bad_line,
+            rejects_path=rejects_path,
+            max_bad_share=max_bad_share,
+            began=began,
+        )
 
-    checked = _line_checks(spark.read.text(str(src)), min_events)
+    # absolute: the JVM keeps the working directory it started in, which need not be the current one
+    checked = _line_checks(spark.read.text(str(src.resolve())), min_events)
     stats = checked.agg(
         F.count(F.lit(1)).alias("lines"),
         F.sum((~F.col("ok")).cast("long")).alias("bad"),
@@ -155,7 +164,15 @@ def read_otto_jsonl(
             "%s: %d line(s) fail the Spark checks, %d repeated session id(s); locating them line by line",
             src, stats["bad"], stats["lines"] - stats["sessions"],
         )  # fmt: skip
-        return _precise(spark, src, min_events, on_bad_line, rejects_path, max_bad_share, began)
+        return _precise(
+            spark,
+            src,
+            min_events=min_events,
+            on_bad_line=on_bad_line,
+            rejects_path=rejects_path,
+            max_bad_share=max_bad_share,
+            began=began,
+        )
     if rejects_path is not None:
         Path(rejects_path).write_bytes(b"")  # a clean file has no rejects; never leave stale ones
     per_type = {name: int(stats[name] or 0) for name in EVENT_TYPES}
@@ -176,6 +193,7 @@ def read_otto_jsonl(
 def _precise(
     spark: SparkSession,
     src: Path,
+    *,
     min_events: int,
     on_bad_line: str,
     rejects_path: str | Path | None,
@@ -202,7 +220,9 @@ def _precise(
 def with_positions(events: pl.DataFrame) -> pl.DataFrame:
     """An event table (sessions contiguous) plus ``pos``, each event's position in its session."""
     _, lengths = session_runs(events["session"])
-    return events.select(EVENT_COLUMNS).with_columns(pl.Series("pos", positions_in_session(lengths), pl.Int32))
+    return events.select(EVENT_COLUMNS).with_columns(
+        pl.Series("pos", positions_in_session(lengths), pl.Int32)
+    )
 
 
 def from_polars(spark: SparkSession, events: pl.DataFrame) -> DataFrame:
@@ -213,7 +233,13 @@ def from_polars(spark: SparkSession, events: pl.DataFrame) -> DataFrame:
 
 def _arrow_schema() -> pa.Schema:
     return pa.schema(
-        [("session", pa.int32()), ("aid", pa.int32()), ("ts", pa.int64()), ("type", pa.int8()), ("pos", pa.int32())]
+        [
+            ("session", pa.int32()),
+            ("aid", pa.int32()),
+            ("ts", pa.int64()),
+            ("type", pa.int8()),
+            ("pos", pa.int32()),
+        ]
     )
 
 

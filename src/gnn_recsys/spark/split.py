@@ -114,9 +114,7 @@ def split_events_spark(events: DataFrame, test_days: int = 7, seed: int = 42) ->
             [T.StructField("session", T.IntegerType(), False), T.StructField("_cut", T.LongType(), False)]
         ),
     )
-    ranked = test.join(F.broadcast(cuts), on="session").withColumn(
-        "_rank", F.row_number().over(in_order) - 1
-    )
+    ranked = test.join(F.broadcast(cuts), on="session").withColumn("_rank", F.row_number().over(in_order) - 1)
     observed = F.col("_rank") < F.col("_cut")
     test_inputs = ranked.filter(observed).select(*_SPARK_COLUMNS)
     future = ranked.filter(~observed)
@@ -129,7 +127,9 @@ def split_events_spark(events: DataFrame, test_days: int = 7, seed: int = 42) ->
     )
     later = future.filter(F.col("type").isin(CART, ORDER)).select("session", "type", "aid").distinct()
     test_labels = first_click.unionByName(later).select(
-        F.col("session").cast(T.IntegerType()), F.col("type").cast(T.ByteType()), F.col("aid").cast(T.IntegerType())
+        F.col("session").cast(T.IntegerType()),
+        F.col("type").cast(T.ByteType()),
+        F.col("aid").cast(T.IntegerType()),
     )
     label_counts = {
         row["type"]: row

@@ -29,7 +29,12 @@ def split_local_validation(
         train, test_inputs, test_labels, stats, bounds = split_local_validation_spark(events, params)
     else:
         result = split_events(events, test_days=params["test_days"], seed=params["seed"])
-        train, test_inputs, test_labels, stats = result.train, result.test_inputs, result.test_labels, result.stats()
+        train, test_inputs, test_labels, stats = (
+            result.train,
+            result.test_inputs,
+            result.test_labels,
+            result.stats(),
+        )
         bounds = (int(events["ts"].min()), int(events["ts"].max())) if events.height else (0, 0)  # type: ignore[arg-type]
     logger.info("Local validation split: %s", stats)
     if stats["test_sessions"] == 0:
