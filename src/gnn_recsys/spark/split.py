@@ -6,6 +6,9 @@ test session, ~1.7M rows and ~27 MB for OTTO) are collected in ascending session
 through the default path's own :func:`~gnn_recsys.data.split.draw_cut_points`; the cut points go back
 to the executors as a broadcast table. Same lengths in the same order and the same seed give the same
 draws, so both paths cut every session at the same event.
+
+Three intermediate tables (the flagged events, train, test) are persisted (memory, then disk) because
+the counts and the outputs read each several times; they stay cached for the life of the session.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -65,7 +69,10 @@ def split_events_spark(events: DataFrame, test_days: int = 7, seed: int = 42) ->
 
     # The session's first event in file order decides: a session starting after the split is test.
     in_order = Window.partitionBy("session").orderBy("pos")
-    flagged = frame.withColumn("_is_test", F.first("ts").over(in_order) > F.lit(split_ts))
+    # kept (memory, then disk): the counts, train and test all read it, and each would redo the window
+    flagged = frame.withColumn("_is_test", F.first("ts").over(in_order) > F.lit(split_ts)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     overall = flagged.agg(
         F.count(F.lit(1)).alias("events"),
         F.count_distinct("session").alias("sessions"),
@@ -81,7 +88,9 @@ def split_events_spark(events: DataFrame, test_days: int = 7, seed: int = 42) ->
     }
 
     trimmed = flagged.filter(~F.col("_is_test") & (F.col("ts") < split_ts)).drop("_is_test")
-    train = _with_session_size(trimmed).filter(F.col("_n") >= 2).drop("_n")
+    train = (
+        _with_session_size(trimmed).filter(F.col("_n") >= 2).drop("_n").persist(StorageLevel.MEMORY_AND_DISK)
+    )
     train_counts = train.agg(
         F.count(F.lit(1)).alias("events"), F.count_distinct("session").alias("sessions")
     ).first()
@@ -94,7 +103,7 @@ def split_events_spark(events: DataFrame, test_days: int = 7, seed: int = 42) ->
 
     test_full = flagged.filter(F.col("_is_test")).drop("_is_test")
     known = test_full.join(train.select("aid").distinct(), on="aid", how="left_semi")
-    test = _with_session_size(known).filter(F.col("_n") >= 2).drop("_n")
+    test = _with_session_size(known).filter(F.col("_n") >= 2).drop("_n").persist(StorageLevel.MEMORY_AND_DISK)
 
     # Cut points: the default path's own draw over the lengths in ascending session order.
     sizes = test.groupBy("session").agg(F.count(F.lit(1)).alias("n")).orderBy("session").toArrow()
