@@ -35,7 +35,9 @@ def _spark_read(folder: Path) -> pl.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sessions", type=int, default=70_000)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
@@ -92,7 +94,11 @@ def main() -> None:
     t = time.perf_counter()
     stored = spark.read.parquet(str(out / "events"))
     result = split_events_spark(stored, test_days=7, seed=42)
-    for name, table in (("train", result.train), ("inputs", result.test_inputs), ("labels", result.test_labels)):
+    for name, table in (
+        ("train", result.train),
+        ("inputs", result.test_inputs),
+        ("labels", result.test_labels),
+    ):
         table.write.parquet(str(out / name))
     spark_split = time.perf_counter() - t
     t = time.perf_counter()

@@ -138,17 +138,16 @@ def read_otto_jsonl(
     began = time.perf_counter()
     compression = check_compression(src)
     size = src.stat().st_size
+
+    def precise() -> tuple[DataFrame, IngestReport]:
+        return _precise(
+            spark, src, min_events=min_events, on_bad_line=on_bad_line, rejects_path=rejects_path,
+            max_bad_share=max_bad_share, began=began,
+        )  # fmt: skip
+
     if compression == "gzip" and not src.name.endswith(".gz"):
         logger.info("%s: gzip without a .gz name, which Spark cannot detect; reading it in Python", src)
-        return _precise(
-            spark,
-            src,
-            min_events=min_events,
-            on_bad_line=on_bad_line,
-            rejects_path=rejects_path,
-            max_bad_share=max_bad_share,
-            began=began,
-        )
+        return precise()
 
     # absolute: the JVM keeps the working directory it started in, which need not be the current one
     checked = _line_checks(spark.read.text(str(src.resolve())), min_events)
@@ -164,15 +163,7 @@ def read_otto_jsonl(
             "%s: %d line(s) fail the Spark checks, %d repeated session id(s); locating them line by line",
             src, stats["bad"], stats["lines"] - stats["sessions"],
         )  # fmt: skip
-        return _precise(
-            spark,
-            src,
-            min_events=min_events,
-            on_bad_line=on_bad_line,
-            rejects_path=rejects_path,
-            max_bad_share=max_bad_share,
-            began=began,
-        )
+        return precise()
     if rejects_path is not None:
         Path(rejects_path).write_bytes(b"")  # a clean file has no rejects; never leave stale ones
     per_type = {name: int(stats[name] or 0) for name in EVENT_TYPES}
