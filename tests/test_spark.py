@@ -143,3 +143,10 @@ def test_hook_hands_spark_tables_to_polars_nodes_only(spark) -> None:
     assert_frame_equal(handed["events"], events)  # the tie in ts keeps its file order
     native = node(split_local_validation, inputs=["events", "params:split"], outputs=["a", "b", "c", "d"])
     assert hooks.before_node_run(native, {"events": spark_events, "params:split": {}}) is None
+
+
+def test_no_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(RuntimeError, match="Java 17"):
+        spark_session()

@@ -3,6 +3,8 @@ small local runs (no UI, few shuffle partitions, UTC) unless the configuration s
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +30,11 @@ def spark_session(conf: Mapping[str, Any] | None = None, log_level: str = "WARN"
     A session that already runs is returned as it is (Spark allows one per JVM); its static settings
     (master, driver memory) cannot change any more.
     """
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise RuntimeError(
+            "Spark needs Java 17 or newer and none was found (no `java` on PATH, JAVA_HOME unset); "
+            "install it, e.g. `apt-get install openjdk-17-jre-headless`, or run without --env spark"
+        )
     settings = {**DEFAULT_CONF, **{str(k): str(v) for k, v in (conf or {}).items()}}
     builder = SparkSession.builder
     for key, value in settings.items():
