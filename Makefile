@@ -54,7 +54,7 @@ mlflow-ui: install
 # Re-lock after changing dependencies in pyproject.toml (fresh venv, then freeze).
 lock:
 	rm -rf /tmp/gnn_recsys_lock && $(PYTHON) -m venv /tmp/gnn_recsys_lock
-	/tmp/gnn_recsys_lock/bin/pip install --quiet -e ".[dev]"
+	/tmp/gnn_recsys_lock/bin/pip install --quiet -e ".[dev,spark]"
 	/tmp/gnn_recsys_lock/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > /tmp/gnn_recsys_lock.txt
 	@echo "Locked into /tmp/gnn_recsys_lock.txt: split dev tools into requirements-dev.txt by hand."
 

@@ -2,7 +2,7 @@
 
 Only what differs from Kedro's defaults is set here. kedro-mlflow registers its hooks itself
 (through its entry point); the project's hooks check ``--params`` and name, tag and close the MLflow
-runs (``gnn_recsys.hooks``).
+runs (``gnn_recsys.hooks``), and in the ``spark`` environment start Spark (``gnn_recsys.spark.hooks``).
 """
 
 import os
@@ -11,6 +11,7 @@ import warnings
 from kedro.config import OmegaConfigLoader
 
 from gnn_recsys.hooks import MlflowRunHook, ParamsValidationHook
+from gnn_recsys.spark.hooks import SparkHooks
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -22,14 +23,19 @@ def _env(name: str, default: str | None = None) -> str | None:
 # (five warnings on every run, none about this project). Remove when either moves to register_resolver().
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
-HOOKS = (ParamsValidationHook(), MlflowRunHook())  # kedro-viz's statistics hooks are appended at the end
+HOOKS = (
+    ParamsValidationHook(),
+    MlflowRunHook(),
+    SparkHooks(),
+)  # kedro-viz's statistics hooks are appended at the end
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "custom_resolvers": {"env": _env},
-    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # spark: the SparkSession's settings, read by SparkHooks (only conf/spark has them)
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"], "spark": ["spark*", "spark*/**"]},
     # An environment's parameters merge key by key over base (conf/quick, conf/paper, conf/otto and
     # conf/local set a few keys without repeating the rest); Kedro's default replaces top-level keys whole.
     "merge_strategy": {"parameters": "soft"},

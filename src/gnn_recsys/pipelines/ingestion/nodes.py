@@ -16,6 +16,7 @@ from gnn_recsys.data.events_table import TableFormat, ingest_event_tables
 from gnn_recsys.data.ingest import ingest_jsonl
 from gnn_recsys.data.schema import empty_events
 from gnn_recsys.data.synthetic import SyntheticConfig, write_synthetic_otto
+from gnn_recsys.pipelines.engine import spark_native
 from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def _require_events(events: pl.DataFrame, path: str, role: str, report: dict[str
     )
 
 
+@spark_native
 def ingest_events(
     raw_sources: dict[str, Any],
     params: dict[str, Any],
@@ -161,12 +163,21 @@ def ingest_events(
     """Ingest the train file (sessions need >= 2 events) and the optional test file (>= 1 event).
 
     OTTO JSONL or, with ``raw_sources["format"] == "events_table"``, a CSV/TSV/parquet event table
-    read with the column mapping and options (see :class:`TableFormat`). Returns the two event tables,
+    read with the column mapping and options (see :class:`TableFormat`). ``params["engine"] ==
+    "spark"`` (the ``spark`` environment) reads OTTO JSONL into Spark event tables instead. Returns the two event tables,
     the session and aid id maps (empty unless an event table's ids had to be coded), a JSON report
     and flat data-quality metrics for MLflow.
     """
     train_path, test_path = raw_sources["train_path"], raw_sources.get("test_path")
     session_map, aid_map = _no_id_map("session"), _no_id_map("aid")
+    engine = params.get("engine", "polars")
+    if engine == "spark":  # --env spark: Spark event tables (gnn_recsys.spark)
+        from gnn_recsys.pipelines.spark_nodes import ingest_events_spark  # noqa: PLC0415 (optional)
+
+        spark_events, spark_test, spark_report, spark_metrics = ingest_events_spark(raw_sources, params)
+        return spark_events, spark_test, session_map, aid_map, spark_report, spark_metrics  # type: ignore[return-value]
+    if engine != "polars":
+        raise ValueError(f"ingestion.engine must be 'polars' or 'spark', got {engine!r}")
     test_report: dict[str, Any] = {}
     if raw_sources.get("format", "otto_jsonl") == "events_table":
         fmt = TableFormat.from_params(
