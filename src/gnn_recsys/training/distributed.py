@@ -36,7 +36,7 @@ from gnn_recsys.loader.samples import SampleSet  # noqa: E402
 from gnn_recsys.training import ddp  # noqa: E402
 from gnn_recsys.training.checkpoint import save_atomic  # noqa: E402
 from gnn_recsys.training.config import FitConfig  # noqa: E402
-from gnn_recsys.training.fit import TrainResult, train_dgsr  # noqa: E402
+from gnn_recsys.training.fit import train_dgsr, training_outputs  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +82,6 @@ def load_params(path: str | Path, overrides: list[str]) -> dict[str, Any]:
     return params
 
 
-def outputs(result: TrainResult, config: FitConfig, num_items: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``dgsr_model`` artifact and ``dgsr_training_history`` of the Kedro ``train_dgsr`` node."""
-    artifact = {
-        "model_config": config.model.to_dict(),
-        "num_items": num_items,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-    }
-    history = {
-        "best_epoch": result.best_epoch,
-        "best_metric": result.best_metric,
-        "start_epoch": result.start_epoch,
-        "stopped_early": result.stopped_early,
-        "loss": config.loss.resolve(num_items),
-        "epochs": result.history,
-    }
-    return artifact, history
-
-
 def _print_epoch(epoch: int, metrics: dict[str, float]) -> None:
     print(json.dumps({"epoch": epoch, **metrics}), flush=True)  # noqa: T201 - the run's progress
 
@@ -126,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             on_epoch_end=_print_epoch,
         )
         if world.main:
-            artifact, history = outputs(result, config, graph.num_items)
+            artifact, history = training_outputs(result, config, graph.num_items)
             Path(args.model).parent.mkdir(parents=True, exist_ok=True)
             save_atomic(artifact, Path(args.model))
             Path(args.history).parent.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,27 @@ class TrainResult:
     config: FitConfig = field(default_factory=FitConfig)
 
 
+def training_outputs(
+    result: TrainResult, config: FitConfig, num_items: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``dgsr_model`` artifact (weights, model config, catalogue size: tensors and plain values only)
+    and the ``dgsr_training_history`` a training writes, whoever ran it (Kedro node or ``torchrun``)."""
+    artifact = {
+        "model_config": config.model.to_dict(),
+        "num_items": num_items,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+    }
+    history = {
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "start_epoch": result.start_epoch,
+        "stopped_early": result.stopped_early,
+        "loss": config.loss.resolve(num_items),
+        "epochs": result.history,
+    }
+    return artifact, history
+
+
 def train_step(
     model: DGSR,
     loss_fn: torch.nn.Module,

@@ -23,7 +23,7 @@ from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
 from gnn_recsys.runtime import resolve_device
 from gnn_recsys.serving.mlflow_model import log_dgsr_model
 from gnn_recsys.training.config import FitConfig
-from gnn_recsys.training.fit import train_dgsr
+from gnn_recsys.training.fit import train_dgsr, training_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +72,7 @@ def train_dgsr_model(
         checkpoint_dir=params["checkpoint_dir"],
         on_epoch_end=_log_epoch,
     )
-    artifact = {
-        "model_config": config.model.to_dict(),
-        "num_items": graph.num_items,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-    }
-    history = {
-        "best_epoch": result.best_epoch,
-        "best_metric": result.best_metric,
-        "start_epoch": result.start_epoch,
-        "stopped_early": result.stopped_early,
-        "loss": config.loss.resolve(graph.num_items),
-        "epochs": result.history,
-    }
-    return artifact, history
+    return training_outputs(result, config, graph.num_items)
 
 
 def load_dgsr(artifact: dict[str, Any]) -> DGSR:
