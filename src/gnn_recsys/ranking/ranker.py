@@ -11,8 +11,8 @@ trained model never ranks worse there than what it is meant to improve on:
   blend, learned on every labelled session there is, is the model: small data gives a sensible
   ranking instead of a failure.
 
-The fitted model is plain data (a LightGBM model string or blend weights per type) so it pickles
-and logs to MLflow without custom classes.
+The fitted model is plain data (a LightGBM model string or blend weights per type): it is stored as
+JSON (nothing to unpickle) and logs to MLflow without custom classes.
 """
 
 from __future__ import annotations
