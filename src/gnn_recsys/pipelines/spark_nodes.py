@@ -7,26 +7,17 @@ tables and labels are Spark DataFrames (event tables with ``pos``, see :mod:`gnn
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from gnn_recsys.pipelines.ingestion.nodes import rejects_path
 from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
 from gnn_recsys.spark.events import empty_events, read_otto_jsonl
 from gnn_recsys.spark.split import split_events_spark
 
 logger = logging.getLogger(__name__)
-
-
-def _rejects_path(params: dict[str, Any], role: str, path: str) -> Path | None:
-    if params.get("on_bad_line", "raise") != "skip":
-        return None
-    rejects_dir = Path(params.get("rejects_dir", "data/02_intermediate/rejects"))
-    rejects_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(Path(path).name.removesuffix(".gz")).stem
-    return rejects_dir / f"{role}_{stem}_rejects.jsonl"
 
 
 def _read(spark: SparkSession, path: str, role: str, min_events: int, params: dict[str, Any]):
@@ -35,7 +26,7 @@ def _read(spark: SparkSession, path: str, role: str, min_events: int, params: di
         path,
         min_events=min_events,
         on_bad_line=params.get("on_bad_line", "raise"),
-        rejects_path=_rejects_path(params, role, path),
+        rejects_path=rejects_path(params, role, path),
         max_bad_share=params.get("max_bad_share", 1.0),
     )
     if report.events == 0:

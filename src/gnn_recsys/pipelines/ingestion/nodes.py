@@ -99,7 +99,7 @@ def resolve_raw_sources(
     }
 
 
-def _rejects_path(params: dict[str, Any], role: str, path: str) -> Path | None:
+def rejects_path(params: dict[str, Any], role: str, path: str) -> Path | None:
     """``<rejects_dir>/<role>_<file stem>_rejects.jsonl``: train and test never share one."""
     if params.get("on_bad_line", "raise") != "skip":
         return None
@@ -119,7 +119,7 @@ def _ingest_jsonl(
             parquet,
             min_events=min_events,
             on_bad_line=params.get("on_bad_line", "raise"),
-            rejects_path=_rejects_path(params, role, path),
+            rejects_path=rejects_path(params, role, path),
             max_bad_share=params.get("max_bad_share", 1.0),
             progress=params.get("progress", True),
         )
@@ -193,8 +193,8 @@ def ingest_events(
             test_path,
             fmt,
             on_bad_line=params.get("on_bad_line", "raise"),
-            train_rejects_path=_rejects_path(params, "train", train_path),
-            test_rejects_path=_rejects_path(params, "test", test_path) if test_path else None,
+            train_rejects_path=rejects_path(params, "train", train_path),
+            test_rejects_path=rejects_path(params, "test", test_path) if test_path else None,
             max_bad_share=params.get("max_bad_share", 1.0),
         )
         events, test_events = tables.train, tables.test
