@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from gnn_recsys.evaluation.metrics import evaluate, metrics_frame, metrics_table
-from gnn_recsys.export.candidates import to_submission
+from gnn_recsys.export.candidates import CANDIDATE_SCHEMA, to_submission
 
 CLICK, CART, ORDER = 0, 1, 2
 
@@ -22,13 +22,7 @@ def candidates_frame(lists: dict[int, list[int]], model: str = "m") -> pl.DataFr
     rows = [(s, r + 1, aid, float(-r), model) for s, aids in lists.items() for r, aid in enumerate(aids)]
     return pl.DataFrame(
         rows,
-        schema={
-            "session": pl.Int32,
-            "rank": pl.Int32,
-            "aid": pl.Int32,
-            "score": pl.Float32,
-            "model": pl.String,
-        },
+        schema=CANDIDATE_SCHEMA,
         orient="row",
     )
 
@@ -365,13 +359,7 @@ def test_local_score_equals_the_exported_submission_score(seed: int) -> None:
     ]
     candidates = pl.DataFrame(
         rows,
-        schema={
-            "session": pl.Int32,
-            "rank": pl.Int32,
-            "aid": pl.Int32,
-            "score": pl.Float32,
-            "model": pl.String,
-        },
+        schema=CANDIDATE_SCHEMA,
         orient="row",
     )
     label_rows = [(s, CLICK, int(rng.integers(0, 50))) for s in range(150)]
