@@ -108,17 +108,11 @@ class SubgraphBatch:
     def sample_of(self, hop: int) -> Any:
         """Sample index of every node of hop ``hop`` (1-based; 0 gives ``arange(B)``)."""
         if hop == 0:
-            index = np.arange(self.batch_size)
-            return _like(self.session, index)
+            return np.arange(self.batch_size)
         sample = self.hops[0].parent
         for level in range(1, hop):
             sample = sample[self.hops[level].parent]
         return sample
-
-
-def _like(reference: Any, array: np.ndarray) -> Any:
-    """``array`` (kept as a seam for array kinds; NumPy only today)."""
-    return array
 
 
 # ---------------------------------------------------------------------- array-ops shim
