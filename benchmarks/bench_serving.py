@@ -25,7 +25,7 @@ from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference import InferenceConfig
 from gnn_recsys.models.config import ModelConfig
 from gnn_recsys.models.dgsr import DGSR
-from gnn_recsys.serving.mlflow_model import DGSRRecommender, _signature
+from gnn_recsys.serving.mlflow_model import DGSRRecommender, _signature, write_artifacts
 
 
 def main() -> None:
@@ -51,25 +51,15 @@ def main() -> None:
     torch.manual_seed(0)
     model = DGSR.from_config(graph.num_items, ModelConfig())
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "dgsr.pt"
-        torch.save(
-            {
-                "state_dict": model.state_dict(),
-                "num_items": graph.num_items,
-                "model_config": model.config.to_dict(),
-                "inference_config": InferenceConfig(top_k=20).to_dict(),
-            },
-            weights,
-        )
-        vocabulary = Path(tmp) / "item_aid.npy"
-        np.save(vocabulary, np.asarray(graph.item_aid))
+        inference = InferenceConfig(top_k=20)
+        artifacts = write_artifacts(model, graph, inference, Path(tmp))
         path = Path(tmp) / "model"
         mlflow.pyfunc.save_model(
             path,
             python_model=DGSRRecommender(),
-            artifacts={"weights": str(weights), "item_aid": str(vocabulary)},
+            artifacts=artifacts,
             model_config={"graph_path": str(folder)},
-            signature=_signature(InferenceConfig(top_k=20)),
+            signature=_signature(inference),
         )
         t0 = time.perf_counter()
         loaded = mlflow.pyfunc.load_model(str(path))

@@ -183,7 +183,6 @@ def log_dgsr_model(
     *,
     artifact_path: str = "dgsr_model",
     registered_model_name: str | None = None,
-    metrics: dict[str, float] | None = None,
 ) -> Any:
     """Log ``model`` as a pyfunc model in the active MLflow run; returns ``ModelInfo``.
 
@@ -194,23 +193,12 @@ def log_dgsr_model(
             "log_dgsr_model needs a graph loaded from a folder (TemporalGraph.load): it refers to it"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / _WEIGHTS
-        torch.save(
-            {
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "num_items": model.num_items,
-                "model_config": model.config.to_dict(),
-                "inference_config": inference.to_dict(),
-            },
-            weights,
-        )
-        vocabulary = Path(tmp) / _VOCABULARY
-        np.save(vocabulary, np.asarray(graph.item_aid), allow_pickle=False)
+        artifacts = write_artifacts(model, graph, inference, Path(tmp))
         example = graph_example(graph)
         return mlflow.pyfunc.log_model(
             name=artifact_path,
             python_model=DGSRRecommender(),
-            artifacts={"weights": str(weights), "item_aid": str(vocabulary)},
+            artifacts=artifacts,
             model_config={"graph_path": str(graph.source_dir)},
             pip_requirements=[
                 f"torch=={torch.__version__.split('+')[0]}",
@@ -220,13 +208,30 @@ def log_dgsr_model(
                 f"numpy=={np.__version__}",
             ],
             registered_model_name=registered_model_name,
-            metadata={
-                "model_config": json.dumps(model.config.to_dict()),
-                "metrics": json.dumps(metrics or {}),
-            },
+            metadata={"model_config": json.dumps(model.config.to_dict())},
             signature=_signature(inference),
             input_example=example,
         )
+
+
+def write_artifacts(
+    model: DGSR, graph: TemporalGraph, inference: InferenceConfig, folder: Path
+) -> dict[str, str]:
+    """Write the model's artifacts into ``folder``: ``dgsr.pt`` (weights, configs, catalogue size; tensors
+    and plain values only) and ``item_aid.npy``; returns them as :class:`DGSRRecommender` expects."""
+    weights = folder / _WEIGHTS
+    torch.save(
+        {
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "num_items": model.num_items,
+            "model_config": model.config.to_dict(),
+            "inference_config": inference.to_dict(),
+        },
+        weights,
+    )
+    vocabulary = folder / _VOCABULARY
+    np.save(vocabulary, np.asarray(graph.item_aid), allow_pickle=False)
+    return {"weights": str(weights), "item_aid": str(vocabulary)}
 
 
 def graph_example(graph: TemporalGraph, events: int = 3) -> pd.DataFrame:
