@@ -16,15 +16,20 @@ def _lightgbm_types(report: Mapping[str, Any]) -> list[str]:
     return [name for name, entry in report.items() if "curve" in entry]
 
 
+def _no_lightgbm(figure: Figure) -> Figure:
+    """The figure with a note instead of panels: every type fell back to a blend."""
+    axis = figure.add_subplot(1, 1, 1)
+    axis.text(0.5, 0.5, "no LightGBM model trained (blend fallback)", ha="center", va="center")
+    axis.set_axis_off()
+    return figure
+
+
 def feature_importance_figure(report: Mapping[str, Any], top: int = 25) -> Figure:
     """Horizontal bars of each type's LightGBM gain importance (top ``top`` features)."""
     types = _lightgbm_types(report)
     figure = Figure(figsize=(6 * max(len(types), 1), 0.3 * top + 1.5))
     if not types:
-        axis = figure.add_subplot(1, 1, 1)
-        axis.text(0.5, 0.5, "no LightGBM model trained (blend fallback)", ha="center", va="center")
-        axis.set_axis_off()
-        return figure
+        return _no_lightgbm(figure)
     for i, name in enumerate(types, start=1):
         gain = sorted(report[name]["importance_gain"].items(), key=lambda kv: kv[1], reverse=True)[:top]
         axis = figure.add_subplot(1, len(types), i)
@@ -41,10 +46,7 @@ def validation_curve_figure(report: Mapping[str, Any]) -> Figure:
     types = _lightgbm_types(report)
     figure = Figure(figsize=(5 * max(len(types), 1), 4))
     if not types:
-        axis = figure.add_subplot(1, 1, 1)
-        axis.text(0.5, 0.5, "no LightGBM model trained (blend fallback)", ha="center", va="center")
-        axis.set_axis_off()
-        return figure
+        return _no_lightgbm(figure)
     for i, name in enumerate(types, start=1):
         axis = figure.add_subplot(1, len(types), i)
         for split, metrics in report[name]["curve"].items():
