@@ -70,6 +70,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/gnn_recsys_stages"))
     parser.add_argument("--train-samples", type=int, default=50_000)
     parser.add_argument("--score-sessions", type=int, default=2_000)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["baselines"],
+        help="stages to leave out (co-visitation at full size takes 1-2 h on 2 cores: bench_covisitation.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     raw = args.raw or args.work / f"raw_{args.fraction}"
     python = sys.executable
@@ -103,6 +107,9 @@ def main() -> None:
     input_mb = sum((raw / f).stat().st_size for f in ("train.jsonl", "test.jsonl")) / 1e6
     print(f"{'stage':<22} {'wall s':>8} {'peak RSS GB':>12}  note")
     for name, extra in stages:
+        if name in args.skip:
+            print(f"{name:<22} {'skipped':>8}", flush=True)
+            continue
         wall, rss, _ = run_stage(name, [*kedro, *extra], project, env)
         note = f"{input_mb / wall:,.0f} MB/s of JSONL" if name == "ingestion" else ""
         if name.startswith("dgsr_train"):
