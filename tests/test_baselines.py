@@ -505,11 +505,16 @@ def test_node_variants_and_legacy_reproduction() -> None:
     today = CovisitationModel.fit(pl.concat([split.train, split.test_inputs]), CovisitationConfig())
     expected = today.recommend(split.test_inputs, k=params["top_k"])
     # the legacy parameter set is today's configuration, in both YAML shapes (nested and flat)
-    legacy = recommend_covisitation(split.train, split.test_inputs, params | {"variant": "legacy"})
+    legacy, legacy_matrix = recommend_covisitation(
+        split.train, split.test_inputs, params | {"variant": "legacy"}
+    )
     flat = {"top_k": params["top_k"], **params["legacy"]}
     assert legacy.equals(expected)
-    assert recommend_covisitation(split.train, split.test_inputs, flat).equals(expected)
-    rerank = recommend_covisitation(split.train, split.test_inputs, params)
+    assert legacy_matrix.drop("matrix").equals(today.neighbours)
+    assert legacy_matrix["matrix"].unique().to_list() == ["covisitation"]
+    assert recommend_covisitation(split.train, split.test_inputs, flat)[0].equals(expected)
+    rerank, matrices = recommend_covisitation(split.train, split.test_inputs, params)
+    assert sorted(matrices["matrix"].unique()) == sorted(params["candidate_rerank"]["matrices"])
     assert params["variant"] == "candidate_rerank"
     assert rerank.schema == TYPED_CANDIDATE_SCHEMA
     assert rerank["session"].n_unique() == expected["session"].n_unique()

@@ -26,6 +26,8 @@ from gnn_recsys.ranking import (
     rerank,
     train_ranker,
 )
+from gnn_recsys.ranking.candidates import history_items
+from gnn_recsys.ranking.features import covisitation_features
 
 T0 = 1_659_304_800_000
 
@@ -76,6 +78,16 @@ DGSR = _lists(
     typed=True,
     model="dgsr",
 )  # fmt: skip
+# Two co-visitation matrices (matrix, aid, neighbour, weight); 99 is linked to nothing in the sessions.
+NEIGHBOURS = pl.DataFrame(
+    [
+        ("clicks", 10, 30, 8.0), ("clicks", 10, 11, 4.0), ("clicks", 11, 30, 2.0), ("clicks", 11, 40, 1.0),
+        ("clicks", 12, 10, 3.0), ("clicks", 20, 30, 6.0), ("clicks", 99, 10, 5.0),
+        ("buy2buy", 10, 12, 1.0), ("buy2buy", 12, 30, 2.0), ("buy2buy", 12, 40, 4.0), ("buy2buy", 21, 20, 1.0),
+    ],
+    schema={"matrix": pl.String, "aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Float32},
+    orient="row",
+)  # fmt: skip
 
 
 def _reference_row(
@@ -116,12 +128,39 @@ def _reference_row(
             for e in fit
             if e["aid"] == aid and e["type"] == code and e["ts"] > last - config.recent_days * MS_PER_DAY
         )
+    links = list(NEIGHBOURS.iter_rows(named=True))
+    for matrix in ("buy2buy", "clicks"):
+        heaviest = {}
+        for link in links:
+            if link["matrix"] == matrix:
+                heaviest[link["aid"]] = max(heaviest.get(link["aid"], 0.0), link["weight"])
+        shares = {
+            source: next(
+                (
+                    link["weight"] / heaviest[source]
+                    for link in links
+                    if link["matrix"] == matrix and link["aid"] == source and link["neighbour"] == aid
+                ),
+                0.0,
+            )
+            for source in {e["aid"] for e in events}
+        }
+        row[f"covis_{matrix}_sum"] = sum(shares.values())
+        row[f"covis_{matrix}_max"] = max(shares.values())
+        row[f"covis_{matrix}_last"] = shares[events[-1]["aid"]]
     return row
 
 
 def test_features_match_a_per_row_reference() -> None:
     config = CandidateConfig(source_k={"covisitation": 3, "dgsr": 1}, history_k=2)
-    features = build_features({"covisitation": COVIS, "dgsr": DGSR}, SESSION_EVENTS, FIT_EVENTS, config)
+    features = build_features(
+        {"covisitation": COVIS, "dgsr": DGSR},
+        SESSION_EVENTS,
+        FIT_EVENTS,
+        config,
+        covisitation_neighbours=NEIGHBOURS,
+    )
+    assert features.filter(pl.col("covis_clicks_sum") > 0).height > 0  # the reference below is not all zeros
 
     # candidates: covisitation's top 3 (one list for every type), DGSR's top 1 of the row's type,
     # the session's 2 most recent distinct items
@@ -152,6 +191,26 @@ def test_features_match_a_per_row_reference() -> None:
                 assert got == pytest.approx(value, rel=1e-6), (row["session"], row["type"], row["aid"], name)
 
 
+def test_covisitation_features_do_not_depend_on_the_chunking() -> None:
+    history = history_items(SESSION_EVENTS)
+    pairs = pl.DataFrame({"session": [1, 1, 1, 2, 2, 2], "aid": [30, 40, 10, 30, 20, 77]})
+    whole = covisitation_features(pairs, history, NEIGHBOURS).sort(["session", "aid"])
+    per_session = covisitation_features(pairs, history, NEIGHBOURS, join_rows=1).sort(["session", "aid"])
+    assert whole.equals(per_session)
+    assert whole.height == 6
+    # session 2's items (20, 21) reach 30 through clicks (20 -> 30: its list's heaviest) and 20 through buy2buy
+    assert whole.filter((pl.col("session") == 2) & (pl.col("aid") == 30))["covis_clicks_max"].item() == 1.0
+    assert (
+        whole.filter((pl.col("session") == 2) & (pl.col("aid") == 77))
+        .select(pl.exclude("session", "aid"))
+        .sum_horizontal()
+        .item()
+        == 0.0
+    )
+    none = covisitation_features(pairs, history, NEIGHBOURS.clear())
+    assert none.columns == ["session", "aid"]
+
+
 def test_labels_count_every_label_and_the_ceiling_puts_them_first() -> None:
     features = build_features({"covisitation": COVIS, "dgsr": DGSR}, SESSION_EVENTS, FIT_EVENTS)
     labels = pl.DataFrame(
@@ -180,9 +239,10 @@ def test_fusion_is_the_issue_formula() -> None:
 def _ranker_training_rows(local_train: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The ranker period of the pipeline, by its own node functions (co-visitation as the source)."""
     train, inputs, labels, _ = split_local_validation(local_train, {"test_days": 2, "seed": 5})
-    covis = recommend_covisitation(train, inputs, {"top_k": 20})
+    covis, neighbours = recommend_covisitation(train, inputs, {"top_k": 20})
     params = {"source_k": {"covisitation": 20}, "history_k": 10, "fusion_weights": {"covisitation": 1.0}}
-    features = make_features(inputs, train, params, covisitation=covis)
+    features = make_features(inputs, train, params, covisitation_neighbours=neighbours, covisitation=covis)
+    assert "covis_covisitation_sum" in features.columns
     return label_features(features, labels), labels
 
 

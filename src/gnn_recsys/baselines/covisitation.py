@@ -191,6 +191,11 @@ class CovisitationModel:
         )
         return cls(neighbours, popularity, config)
 
+    def neighbour_table(self) -> pl.DataFrame:
+        """The one matrix as ``matrix, aid, neighbour, weight`` (matrix ``covisitation``), the long
+        table :meth:`CandidateRerankModel.neighbour_table` writes, for ranking features."""
+        return self.neighbours.select(pl.lit("covisitation").alias("matrix"), *NEIGHBOUR_SCHEMA.names())
+
     def recommend(self, session_events: pl.DataFrame, k: int = 20) -> pl.DataFrame:
         """Top-``k`` candidates (contract table) for every session present in ``session_events``."""
         if k < 1:

@@ -15,13 +15,19 @@ Columns (``Float32``; null where a value does not exist, e.g. the rank of an ite
   ``events_since_last`` and ``seconds_since_last``: recency of its last occurrence (null if none);
 * ``session_length`` (events), ``session_duration_s``, ``session_items`` (distinct items);
 * ``pop_{type}`` and ``recent_pop_{type}``: the item's events of each type in the fitted events,
-  overall and in their last ``recent_days`` days.
+  overall and in their last ``recent_days`` days;
+* ``covis_{matrix}_sum`` / ``_max`` / ``_last`` when co-visitation matrices are given: the candidate's
+  weight as a neighbour of the session's items in each matrix (``clicks``, ``carts_orders``,
+  ``buy2buy``, ...), summed and maximal over the session's distinct items, and from its most recent
+  item alone.  A weight enters as its share of the heaviest weight in the item's list, so the ranker
+  period's matrices (fitted on less data) and the final ones speak the same scale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from gnn_recsys.data.schema import EVENT_TYPE_CODES, MS_PER_DAY
@@ -65,18 +71,93 @@ def item_popularity(fit_events: pl.DataFrame, recent_days: float) -> pl.DataFram
     )
 
 
+#: Rows of (session item x neighbour) joined at once by :func:`covisitation_features`: bounds its
+#: memory at OTTO scale (1.67M test sessions x their items x every matrix's neighbours).
+COVIS_JOIN_ROWS = 20_000_000
+STATS = ("sum", "max", "last")
+
+
+def covisitation_features(
+    pairs: pl.DataFrame, history: pl.DataFrame, neighbours: pl.DataFrame, join_rows: int = COVIS_JOIN_ROWS
+) -> pl.DataFrame:
+    """``session, aid, covis_<matrix>_{sum,max,last}`` for the (session, aid) ``pairs`` asked for.
+
+    ``history`` is :func:`~gnn_recsys.ranking.candidates.history_items`'s table (the session's
+    distinct items and their last position); ``neighbours`` the long table ``matrix, aid, neighbour,
+    weight`` of :meth:`~gnn_recsys.baselines.covisitation.CandidateRerankModel.neighbour_table`.  A pair
+    no matrix links to the session gets 0: the absence of co-visitation is information too.
+    """
+    matrices = sorted(neighbours["matrix"].unique().to_list())
+    columns = [f"covis_{m}_{stat}" for m in matrices for stat in STATS]
+    pairs = pairs.select(pl.col("session").cast(pl.Int32), pl.col("aid").cast(pl.Int32)).unique()
+    if not matrices:
+        return pairs
+    shares = neighbours.select(
+        "matrix",
+        pl.col("aid").cast(pl.Int32),
+        pl.col("neighbour").cast(pl.Int32),
+        (pl.col("weight").cast(pl.Float64) / pl.col("weight").max().over(["matrix", "aid"]).cast(pl.Float64))
+        .cast(pl.Float32)
+        .alias("share"),
+    )
+    sources = history.select(
+        pl.col("session").cast(pl.Int32),
+        pl.col("aid").cast(pl.Int32),
+        (pl.col("last_position") == pl.col("session_length") - 1).alias("is_last"),
+    ).sort("session")
+    # Chunks of whole sessions, sized by the rows the join will produce.
+    per_aid = shares.group_by("aid").len()
+    fan_out = sources.join(per_aid, on="aid", how="left")["len"].fill_null(0).to_numpy()
+    session_ids = sources["session"].to_numpy()
+    ends = np.flatnonzero(np.r_[session_ids[1:] != session_ids[:-1], True]) + 1  # exclusive, per session
+    chunk = np.cumsum(fan_out)[ends - 1] // join_rows if len(ends) else np.zeros(0, np.int64)
+    boundaries = [0, *ends[np.r_[chunk[1:] != chunk[:-1], True]].tolist()] if len(ends) else [0]
+    parts = []
+    for first, last in zip(boundaries[:-1], boundaries[1:], strict=True):
+        linked = (
+            sources.slice(first, last - first)
+            .join(shares, on="aid")
+            .select("session", pl.col("neighbour").alias("aid"), "matrix", "share", "is_last")
+            .join(pairs, on=["session", "aid"], how="semi")
+        )
+        parts.append(
+            linked.group_by(["session", "aid", "matrix"]).agg(
+                pl.col("share").sum().alias("sum"),
+                pl.col("share").max().alias("max"),
+                pl.col("share").filter(pl.col("is_last")).sum().alias("last"),
+            )
+        )
+    empty = {"session": pl.Int32, "aid": pl.Int32, "matrix": pl.String} | dict.fromkeys(STATS, pl.Float32)
+    linked = pl.concat(parts) if parts else pl.DataFrame(schema=empty)
+    frame = pairs
+    for matrix in matrices:
+        frame = frame.join(
+            linked.filter(pl.col("matrix") == matrix).select(
+                "session",
+                "aid",
+                *[pl.col(stat).cast(pl.Float32).alias(f"covis_{matrix}_{stat}") for stat in STATS],
+            ),
+            on=["session", "aid"],
+            how="left",
+        )
+    return frame.with_columns(pl.col(columns).fill_null(0.0))
+
+
 def build_features(
     sources: Mapping[str, pl.DataFrame],
     session_events: pl.DataFrame,
     fit_events: pl.DataFrame,
     config: CandidateConfig | None = None,
+    covisitation_neighbours: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Candidates and their features for every session of ``session_events``.
 
     ``sources`` maps a source name (``covisitation``, ``dgsr``, ...) to its candidates table;
     ``session_events`` are the sessions' observed events (event-table contract, sorted by session);
-    ``fit_events`` are the events the sources were fitted on (for popularity).  Rows come sorted by
-    type, session, aid: each (type, session) list is contiguous, as the ranker's groups need.
+    ``fit_events`` are the events the sources were fitted on (for popularity);
+    ``covisitation_neighbours`` the co-visitation matrices fitted on them (``covis_*`` columns; none
+    without).  Rows come sorted by type, session, aid: each (type, session) list is contiguous, as the
+    ranker's groups need.
     """
     config = CandidateConfig() if config is None else config
     lists = {name: source_lists(frame, name) for name, frame in sources.items()}
@@ -129,6 +210,9 @@ def build_features(
     popularity = item_popularity(fit_events.select("aid", "ts", "type"), config.recent_days)
     pop_columns = [c for c in popularity.columns if c != "aid"]
     frame = frame.join(popularity, on="aid", how="left").with_columns(pl.col(pop_columns).fill_null(0.0))
+    if covisitation_neighbours is not None:
+        covis = covisitation_features(frame.select("session", "aid"), history, covisitation_neighbours)
+        frame = frame.join(covis, on=["session", "aid"], how="left")
     return frame.sort(["type", "session", "aid"])
 
 
@@ -142,6 +226,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "TYPE_CODES",
     "build_features",
+    "covisitation_features",
     "feature_columns",
     "item_popularity",
 ]

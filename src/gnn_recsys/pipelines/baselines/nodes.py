@@ -37,8 +37,9 @@ def recommend_popularity(
 
 def recommend_covisitation(
     train_events: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any]
-) -> pl.DataFrame:
-    """Co-visitation candidates of the configured ``variant``.
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Co-visitation candidates of the configured ``variant``, and its matrices as one long table
+    (``matrix, aid, neighbour, weight``: the ranker's co-visitation features read them).
 
     ``candidate_rerank``: one list per event type (typed candidates), fillers from the popularity of
     the sessions being recommended (the test period).  ``legacy``: today's single list, kept so the
@@ -49,11 +50,11 @@ def recommend_covisitation(
     if variant == "candidate_rerank":
         config = CandidateRerankConfig.from_params(params.get("candidate_rerank") or {})
         model = CandidateRerankModel.fit(events, config, filler_events=test_inputs)
-        return model.recommend(test_inputs, k=params["top_k"])
+        return model.recommend(test_inputs, k=params["top_k"]), model.neighbour_table()
     if variant not in (None, "legacy"):
         raise ValueError(f"covisitation.variant: {variant!r} is not one of 'candidate_rerank', 'legacy'")
     options = params.get("legacy", {}) if variant == "legacy" else params
     options = {k: v for k, v in options.items() if k not in ("top_k", "variant")}
     options |= {k: _type_codes(options[k]) for k in _TYPE_WEIGHT_KEYS if k in options}
     model = CovisitationModel.fit(events, CovisitationConfig(**options))
-    return model.recommend(test_inputs, k=params["top_k"])
+    return model.recommend(test_inputs, k=params["top_k"]), model.neighbour_table()

@@ -27,15 +27,26 @@ logger = logging.getLogger(__name__)
 
 
 def make_features(
-    session_events: pl.DataFrame, train_events: pl.DataFrame, params: dict[str, Any], **sources: pl.DataFrame
+    session_events: pl.DataFrame,
+    train_events: pl.DataFrame,
+    params: dict[str, Any],
+    covisitation_neighbours: pl.DataFrame | None = None,
+    **sources: pl.DataFrame,
 ) -> pl.DataFrame:
     """Candidates and features of the sessions in ``session_events``.
 
     ``train_events`` plus ``session_events`` are what the sources were fitted on: item popularity is
-    counted there and nowhere else.
+    counted there and nowhere else; ``covisitation_neighbours`` are the co-visitation matrices fitted
+    there (``covis_*`` features).
     """
     config = CandidateConfig.from_dict(params)
-    features = build_features(sources, session_events, pl.concat([train_events, session_events]), config)
+    features = build_features(
+        sources,
+        session_events,
+        pl.concat([train_events, session_events]),
+        config,
+        covisitation_neighbours=covisitation_neighbours,
+    )
     per_list = features.group_by(["session", "type"]).len()["len"]
     logger.info(
         "ranking features: %d rows, %d columns, %.1f candidates per (session, type) list",

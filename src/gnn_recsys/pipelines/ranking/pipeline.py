@@ -92,6 +92,8 @@ def _features_node(
         "params": "params:ranking.candidates",
     }
     inputs |= {source: f"{prefix}candidates_{source}" for source in sources}
+    if "covisitation" in sources:  # the matrices behind the candidates: covis_* features
+        inputs["covisitation_neighbours"] = f"{prefix}covisitation_neighbours"
     return node(
         make_features, inputs=inputs, outputs=f"ranker_{period}_features", name=f"ranker_{period}_features"
     )
