@@ -12,6 +12,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from gnn_recsys.hooks import UnknownParameterError, check_runtime_params, overrides_text
+from gnn_recsys.pipeline_registry import register_pipelines
 
 DEFINED = {
     "split": {"test_days": 7, "seed": 42},
@@ -106,3 +107,33 @@ def test_ctrl_c_records_the_run_as_killed(kedro_project: Path, monkeypatch: pyte
     (run,) = client.search_runs([client.get_experiment_by_name("gnn_recsys").experiment_id])
     assert run.info.status == "KILLED"
     assert "metrics.covisitation.score" not in run.data.metrics
+
+
+def test_every_node_is_timed_in_the_log_and_in_mlflow(kedro_project: Path) -> None:
+    bootstrap_project(kedro_project)
+    params = {
+        "synthetic": {"num_items": 100, "num_train_sessions": 200, "num_test_sessions": 20},
+        "ingestion": {"progress": False},
+    }
+    with KedroSession.create(project_path=kedro_project, runtime_params=params) as session:
+        session.run(pipeline_names=["ingestion", "data_split"])
+    pipelines = register_pipelines()
+    ran = {n.name for name in ("ingestion", "data_split") for n in pipelines[name].nodes}
+
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("gnn_recsys").experiment_id])
+    seconds = {
+        k.removeprefix("node_seconds."): v
+        for k, v in run.data.metrics.items()
+        if k.startswith("node_seconds.")
+    }
+    assert set(seconds) == ran
+    assert all(value > 0 for value in seconds.values())
+    peaks = [v for k, v in run.data.metrics.items() if k.startswith("node_peak_rss_gb.")]
+    if Path("/proc/self/status").exists():
+        assert len(peaks) == len(ran) and all(0.01 < peak < 100 for peak in peaks)
+    table = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/node_timings.txt")
+    lines = table.splitlines()
+    assert len(lines) == len(ran) + 2  # header, one line per node, total
+    listed = [float(line.split()[1]) for line in lines[1:-1]]
+    assert listed == sorted(listed, reverse=True)  # the longest node first

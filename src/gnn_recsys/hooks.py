@@ -1,4 +1,5 @@
-"""Project hooks: ``--params`` checked against the parameter files, and MLflow runs that say what ran.
+"""Project hooks: ``--params`` checked against the parameter files, MLflow runs that say what ran, and
+each node's wall time and peak memory.
 
 Registered in ``settings.HOOKS``. Kedro calls plugin hooks (kedro-mlflow's) before project hooks of
 the same name; the ``trylast`` markers make that order explicit, so the MLflow run kedro-mlflow
@@ -13,6 +14,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,75 @@ class MlflowRunHook:
         self._close_runs(status)
         mlflow.MlflowClient().set_terminated(self._run_id, status)
         logger.info("MLflow run %s recorded as %s", self._run_id, status)
+
+
+def _peak_rss_gb(reset: bool = False) -> float | None:
+    """The process's peak RSS so far in GB (Linux ``VmHWM``); ``reset`` restarts it from the current RSS.
+
+    Resetting before each node makes the peak a node's own; ``None`` where ``/proc`` does not exist.
+    """
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        return None
+    return None
+
+
+class NodeTimingHook:
+    """Wall time and peak RSS of every node: a table in the log at the end of a run and, when an MLflow
+    run is active, metrics ``node_seconds.<node>`` / ``node_peak_rss_gb.<node>`` plus the table as the
+    artifact ``node_timings.txt`` (where a run's time goes, compared across runs in the MLflow UI).
+
+    Peak RSS is the process's high-water mark reset before each node (Linux), so a node's figure
+    includes what earlier nodes left in memory, as the operating system sees it.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self.timings: dict[str, tuple[float, float | None]] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._started.clear()
+        self.timings = {}
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        _peak_rss_gb(reset=True)
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        started = self._started.pop(node.name, None)
+        if started is not None:
+            self.timings[node.name] = (time.perf_counter() - started, _peak_rss_gb())
+
+    def table(self) -> str:
+        """The nodes by wall time, longest first, with their share of the total."""
+        total = sum(seconds for seconds, _ in self.timings.values()) or 1.0
+        lines = [f"{'node':<60} {'wall s':>8} {'share':>6} {'peak RSS GB':>12}"]
+        for name, (seconds, peak) in sorted(self.timings.items(), key=lambda item: -item[1][0]):
+            rss = "" if peak is None else f"{peak:.2f}"
+            lines.append(f"{name:<60} {seconds:>8.1f} {seconds / total:>6.1%} {rss:>12}")
+        lines.append(f"{'all nodes':<60} {total:>8.1f}")
+        return "\n".join(lines)
+
+    # tryfirst: kedro-mlflow ends its run in its own after_pipeline_run
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if not self.timings:
+            return
+        table = self.table()
+        logger.info("Node wall times:\n%s", table)
+        if mlflow.active_run() is None:
+            return
+        metrics = {f"node_seconds.{name}": seconds for name, (seconds, _) in self.timings.items()}
+        metrics |= {
+            f"node_peak_rss_gb.{name}": peak for name, (_, peak) in self.timings.items() if peak is not None
+        }
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(table, "node_timings.txt")

@@ -2,7 +2,7 @@
 
 Only what differs from Kedro's defaults is set here. kedro-mlflow registers its hooks itself
 (through its entry point); the project's hooks check ``--params`` and name, tag and close the MLflow
-runs (``gnn_recsys.hooks``), and in the ``spark`` environment start Spark (``gnn_recsys.spark.hooks``).
+runs and time each node (``gnn_recsys.hooks``), and in the ``spark`` environment start Spark (``gnn_recsys.spark.hooks``).
 """
 
 import os
@@ -10,7 +10,7 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from gnn_recsys.hooks import MlflowRunHook, ParamsValidationHook
+from gnn_recsys.hooks import MlflowRunHook, NodeTimingHook, ParamsValidationHook
 from gnn_recsys.spark.hooks import SparkHooks
 
 
@@ -26,6 +26,7 @@ warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is depreca
 HOOKS = (
     ParamsValidationHook(),
     MlflowRunHook(),
+    NodeTimingHook(),
     SparkHooks(),
 )  # kedro-viz's statistics hooks are appended at the end
 
