@@ -335,7 +335,7 @@ _FILL_BLOCK = 1 << 22
 
 
 def _stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
-    """Permutation sorting by ``(major, minor)``, ties in input order (int64).
+    """Permutation sorting by ``(major, minor)``, ties in input order (an unsigned or int64 index array).
 
     Packs both into one int64 key when it fits (a single multithreaded polars sort is ~2x faster than
     ``np.lexsort``), else falls back to ``np.lexsort``.
@@ -356,7 +356,7 @@ def _stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
         del key
         row = frame.sort("key", maintain_order=True)["row"]
         del frame
-        return row.to_numpy().astype(np.int64)
+        return row.to_numpy()  # polars' row index: uint32 up to 4.3G rows, half an int64's memory
     return np.lexsort((minor, major)).astype(np.int64)
 
 
