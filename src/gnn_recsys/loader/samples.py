@@ -123,7 +123,7 @@ class SampleConfig:
 
     seed: int = 11
     val_fraction: float = 0.05  # train sessions held out whole for early stopping
-    max_train_samples: int | None = None  # cap on next-event samples (None = every next event)
+    max_train_samples: int | None = 50_000_000  # cap on next-event samples (None = every next event)
     future_target_types: tuple[int, ...] = (1, 2)  # also every cart / order from a random earlier cut
     future_cuts_per_event: int = 1
     #: The local test sessions' observed prefixes as training targets too. False (default) keeps one

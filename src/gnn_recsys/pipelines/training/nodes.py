@@ -46,6 +46,7 @@ def make_dgsr_training_data(
         pl.concat([visible, local_test_inputs.select(visible.columns).cast(visible.schema)]),
         item_aids=item_vocabulary["aid"].to_numpy(),
     )
+    del visible  # 17 bytes per event: at OTTO scale the samples need the room
     train, val = make_samples(graph, test_sessions, val_targets, config)
     return graph, train.to_frame(), val.to_frame()
 
