@@ -101,7 +101,8 @@ def main() -> None:
         ("data_split", ["--pipelines=data_split"]),
         ("baselines", ["--pipelines=baselines"]),
         ("graph_construction", ["--pipelines=graph_construction"]),
-        ("dgsr_samples", ["--nodes=dgsr_training.make_dgsr_training_data"]),
+        ("dgsr_train_graph", ["--nodes=dgsr_training.make_dgsr_train_graph"]),
+        ("dgsr_samples", ["--nodes=dgsr_training.make_dgsr_samples"]),
         ("dgsr_train (capped)", ["--nodes=dgsr_training.train_dgsr"]),
     ]
     input_mb = sum((raw / f).stat().st_size for f in ("train.jsonl", "test.jsonl")) / 1e6

@@ -93,7 +93,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     tune_dgsr = (
         data
         + stages["graph_construction"].only_nodes("graph.build_item_vocabulary")
-        + stages["training"].only_nodes("dgsr_training.make_dgsr_training_data")
+        + stages["training"].only_nodes(
+            "dgsr_training.make_dgsr_train_graph", "dgsr_training.make_dgsr_samples"
+        )
         + pipeline(tuning.create_pipeline(), namespace="tuning", prefix_datasets_with_namespace=False)
     )
     return {

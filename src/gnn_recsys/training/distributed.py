@@ -4,7 +4,7 @@ Reads what the Kedro pipeline wrote before its ``train_dgsr`` node (the training
 sample parquet files) and writes what that node writes (the model file and the history JSON), so the
 pipeline continues after it::
 
-    kedro run --to-nodes make_dgsr_training_data
+    kedro run --to-nodes make_dgsr_samples
     torchrun --nproc_per_node=2 -m gnn_recsys.training.distributed \\
         --set train.max_epochs=10
     kedro run --from-nodes dgsr_local_candidates,dgsr_test_candidates,log_dgsr_to_mlflow

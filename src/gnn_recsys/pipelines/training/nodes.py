@@ -28,16 +28,18 @@ from gnn_recsys.training.fit import train_dgsr, training_outputs
 logger = logging.getLogger(__name__)
 
 
-def make_dgsr_training_data(
+def make_dgsr_train_graph(
     local_train_events: pl.DataFrame,
     local_test_inputs: pl.DataFrame,
     item_vocabulary: pl.DataFrame,
     params: dict[str, Any],
-) -> tuple[TemporalGraph, pl.DataFrame, pl.DataFrame]:
-    """The training graph without the validation sessions' hidden events, training and validation samples.
+) -> tuple[TemporalGraph, pl.DataFrame]:
+    """The graph DGSR trains on and the validation targets.
 
     :func:`~gnn_recsys.loader.samples.hold_out_validation` cuts the validation sessions; the graph
-    DGSR trains on holds only what precedes each cut (inference still uses ``local_graph``).
+    holds only what precedes each cut (inference still uses ``local_graph``). The samples are drawn
+    by the next node from the graph as the catalog saved it: memory-mapped, so that at OTTO scale
+    the events, the graph and the samples are never all in memory at once.
     """
     config = SampleConfig.from_dict(params)
     test_sessions = local_test_inputs["session"].unique().to_numpy()
@@ -46,9 +48,17 @@ def make_dgsr_training_data(
         pl.concat([visible, local_test_inputs.select(visible.columns).cast(visible.schema)]),
         item_aids=item_vocabulary["aid"].to_numpy(),
     )
-    del visible  # 17 bytes per event: at OTTO scale the samples need the room
+    return graph, val_targets
+
+
+def make_dgsr_samples(
+    graph: TemporalGraph, local_test_inputs: pl.DataFrame, val_targets: pl.DataFrame, params: dict[str, Any]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Training and validation samples on the training graph (:func:`~gnn_recsys.loader.samples.make_samples`)."""
+    config = SampleConfig.from_dict(params)
+    test_sessions = local_test_inputs["session"].unique().to_numpy()
     train, val = make_samples(graph, test_sessions, val_targets, config)
-    return graph, train.to_frame(), val.to_frame()
+    return train.to_frame(), val.to_frame()
 
 
 def _log_epoch(epoch: int, metrics: dict[str, float]) -> None:

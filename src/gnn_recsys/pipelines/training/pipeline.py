@@ -2,17 +2,30 @@
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import log_dgsr_to_mlflow, make_dgsr_training_data, recommend_dgsr, train_dgsr_model
+from .nodes import (
+    log_dgsr_to_mlflow,
+    make_dgsr_samples,
+    make_dgsr_train_graph,
+    recommend_dgsr,
+    train_dgsr_model,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                make_dgsr_training_data,
+                make_dgsr_train_graph,
                 inputs=["local_train_events", "local_test_inputs", "item_vocabulary", "params:dgsr.samples"],
-                outputs=["dgsr_train_graph", "dgsr_train_samples", "dgsr_val_samples"],
-                name="make_dgsr_training_data",
+                outputs=["dgsr_train_graph", "dgsr_val_targets"],
+                name="make_dgsr_train_graph",
+            ),
+            # Reads the graph back through the catalog (memory-mapped): see make_dgsr_train_graph.
+            node(
+                make_dgsr_samples,
+                inputs=["dgsr_train_graph", "local_test_inputs", "dgsr_val_targets", "params:dgsr.samples"],
+                outputs=["dgsr_train_samples", "dgsr_val_samples"],
+                name="make_dgsr_samples",
             ),
             node(
                 train_dgsr_model,
