@@ -138,7 +138,7 @@ def test_the_refit_model_never_scores_the_local_split() -> None:
     pipeline = register_pipelines()["dgsr_otto"]
     refit = [n for n in pipeline.nodes if "dgsr_submission_model" in n.outputs]
     assert [n.name for n in refit] == ["dgsr_training.refit_dgsr"]
-    assert {"full_graph", "test_events", "dgsr_model", "dgsr_training_history"} <= set(refit[0].inputs)
+    assert set(refit[0].inputs) == {"full_graph", "test_events", "dgsr_model", "params:dgsr"}
     for local in (
         "metrics_report",
         "candidates_dgsr",
@@ -158,3 +158,14 @@ def test_the_refit_model_never_scores_the_local_split() -> None:
         "refit" in n.name or "dgsr_submission_model" in n.outputs
         for n in create_ranker_period_pipeline().nodes
     )
+
+
+def test_refit_disabled_passes_the_local_model_on(full_data) -> None:
+    from gnn_recsys.pipelines.training.nodes import refit_dgsr_model  # noqa: PLC0415
+
+    events, test_events = full_data
+    graph = build_temporal_graph(pl.concat([events, test_events]))
+    local = {"state_dict": {}, "history": {}}
+    assert refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": False}}) is local
+    with pytest.raises(ValueError, match="no training history"):
+        refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": True}, "samples": {}})

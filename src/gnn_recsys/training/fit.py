@@ -73,12 +73,11 @@ def training_outputs(
     result: TrainResult, config: FitConfig, num_items: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``dgsr_model`` artifact (weights, model config, catalogue size: tensors and plain values only)
-    and the ``dgsr_training_history`` a training writes, whoever ran it (Kedro node or ``torchrun``)."""
-    artifact = {
-        "model_config": config.model.to_dict(),
-        "num_items": num_items,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-    }
+    and the ``dgsr_training_history`` a training writes, whoever ran it (Kedro node or ``torchrun``).
+
+    The artifact carries the history too: the submission refit takes its length from it (reading it
+    from the model keeps the pipeline's layers in order: 06_models never depends on 08_reporting).
+    """
     history = {
         "best_epoch": result.best_epoch,
         "best_metric": result.best_metric,
@@ -86,6 +85,12 @@ def training_outputs(
         "stopped_early": result.stopped_early,
         "loss": config.loss.resolve(num_items),
         "epochs": result.history,
+    }
+    artifact = {
+        "model_config": config.model.to_dict(),
+        "num_items": num_items,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "history": copy.deepcopy(history),
     }
     return artifact, history
 

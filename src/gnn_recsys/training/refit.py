@@ -40,7 +40,10 @@ def local_schedule(history: dict[str, Any], config: FitConfig) -> LocalSchedule:
     """
     epochs = history.get("epochs") or []
     if not epochs:
-        raise ValueError("dgsr_training_history has no epochs: the local model was not trained")
+        raise ValueError(
+            "the local model artifact holds no training history (written before the refit existed?): "
+            "retrain dgsr_model or set dgsr.refit.enabled: false"
+        )
     metric = f"val_recall@{config.train.eval_k}"
     if any(metric not in e for e in epochs):
         return LocalSchedule(best_epoch=int(history.get("best_epoch") or len(epochs)), decay_after=())

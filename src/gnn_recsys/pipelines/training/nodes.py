@@ -88,7 +88,6 @@ def train_dgsr_model(
 
 def refit_dgsr_model(
     local_model: dict[str, Any],
-    local_history: dict[str, Any],
     full_graph: TemporalGraph,
     test_events: pl.DataFrame,
     params: dict[str, Any],
@@ -97,6 +96,7 @@ def refit_dgsr_model(
 
     Only the test file's candidates and the MLflow model use it: the full data holds the local test
     labels, so it must never score the local split. ``refit.enabled: false`` passes the local model on.
+    The refit's length comes from the local training history stored in the model artifact.
     """
     refit = RefitConfig.from_dict(params.get("refit"))
     if not refit.enabled:
@@ -111,7 +111,7 @@ def refit_dgsr_model(
         samples,
         config,
         refit,
-        history=local_history,
+        history=local_model.get("history") or {},
         local_state=local_model["state_dict"],
         on_epoch_end=_log_refit_epoch,
         checkpoint_dir=refit.checkpoint_dir,

@@ -39,7 +39,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 refit_dgsr_model,
-                inputs=["dgsr_model", "dgsr_training_history", "full_graph", "test_events", "params:dgsr"],
+                inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr"],
                 outputs="dgsr_submission_model",
                 name="refit_dgsr",
             ),
