@@ -14,7 +14,7 @@ from gnn_recsys.pipeline_registry import register_pipelines
 from gnn_recsys.pipelines.ranking.pipeline import create_ranker_period_pipeline
 from gnn_recsys.training import FitConfig
 from gnn_recsys.training.config import RefitConfig
-from gnn_recsys.training.refit import local_schedule, refit_dgsr
+from gnn_recsys.training.refit import DAY_MS, local_schedule, recent_samples, refit_dgsr
 
 SYNTH = SyntheticConfig(num_items=150, num_train_sessions=200, num_test_sessions=40, seed=5)
 TINY = FitConfig().with_(
@@ -169,3 +169,15 @@ def test_refit_disabled_passes_the_local_model_on(full_data) -> None:
     assert refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": False}}) is local
     with pytest.raises(ValueError, match="no training history"):
         refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": True}, "samples": {}})
+
+
+def test_recent_days_keeps_the_samples_cut_in_the_last_days_only(full_data) -> None:
+    events, test_events = full_data
+    graph = build_temporal_graph(pl.concat([events, test_events]))
+    samples = refit_samples(graph, test_events["session"].unique().to_numpy(), SampleConfig())
+    end = int(pl.concat([events, test_events])["ts"].max())
+    recent = recent_samples(graph, samples, 2.5)
+    expected = sorted(t for t in samples.cut_ts.tolist() if t >= end - 2.5 * DAY_MS)
+    assert 0 < len(recent) < len(samples) and sorted(recent.cut_ts.tolist()) == expected
+    with pytest.raises(ValueError, match="leaves no sample"):
+        recent_samples(graph, samples, 1e-9)

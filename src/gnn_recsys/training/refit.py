@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from gnn_recsys.loader.samples import SampleSet
@@ -21,6 +22,8 @@ from gnn_recsys.training.early_stopping import StopState, early_stopping
 from gnn_recsys.training.fit import EpochCallback, TrainResult, train_dgsr
 
 logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000  # event times are Unix milliseconds
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,15 @@ def local_schedule(history: dict[str, Any], config: FitConfig) -> LocalSchedule:
     return LocalSchedule(best_epoch=best, decay_after=tuple(d for d in decays if d < best))
 
 
+def recent_samples(graph: Any, samples: SampleSet, days: float) -> SampleSet:
+    """The samples cut in the last ``days`` days of ``graph`` (its latest event's time minus ``days``)."""
+    since = int(np.asarray(graph.ev_ts).max()) - int(days * DAY_MS)
+    recent = samples.subset(np.flatnonzero(samples.cut_ts >= since))
+    if len(recent) == 0:
+        raise ValueError(f"refit.recent_days={days} leaves no sample to train on")
+    return recent
+
+
 def refit_dgsr(
     graph: Any,
     samples: SampleSet,
@@ -75,6 +87,8 @@ def refit_dgsr(
     model for the local run's best number of epochs, with its decays at the same epochs.
     """
     schedule = local_schedule(history, config)
+    if refit.recent_days is not None:
+        samples = recent_samples(graph, samples, refit.recent_days)
     if refit.mode == "warm_start":
         epochs, init = refit.epochs, local_state
         decay_after = (0,) * len(schedule.decay_after)  # the local run's final rate from the start
