@@ -179,5 +179,3 @@ def test_recent_days_keeps_the_samples_cut_in_the_last_days_only(full_data) -> N
     recent = recent_samples(graph, samples, 2.5)
     expected = sorted(t for t in samples.cut_ts.tolist() if t >= end - 2.5 * DAY_MS)
     assert 0 < len(recent) < len(samples) and sorted(recent.cut_ts.tolist()) == expected
-    with pytest.raises(ValueError, match="leaves no sample"):
-        recent_samples(graph, samples, 1e-9)
