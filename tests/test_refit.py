@@ -105,14 +105,16 @@ def test_refit_modes_start_where_they_should_and_follow_the_local_schedule(full_
         graph,
         samples,
         TINY.with_(train={"lr": 0.0}),
-        RefitConfig(epochs=2),
+        RefitConfig(mode="warm_start", epochs=2),
         history=history,
         local_state=local,
     )
     assert all(torch.equal(frozen.model.state_dict()[k], v) for k, v in local.items())
     assert len(frozen.history) == 2
     # ... and it trains at the rate the local run had at its best epoch (one decay, after epoch 2).
-    warm = refit_dgsr(graph, samples, TINY, RefitConfig(epochs=1), history=history, local_state=local)
+    warm = refit_dgsr(
+        graph, samples, TINY, RefitConfig(mode="warm_start", epochs=1), history=history, local_state=local
+    )
     assert [h["lr"] for h in warm.history] == [pytest.approx(TINY.train.lr * TINY.train.lr_decay)]
     assert not all(torch.equal(warm.model.state_dict()[k], v) for k, v in local.items())
     # From scratch: the local best number of epochs, decayed after the same epochs, not from the local weights.

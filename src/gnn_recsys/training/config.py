@@ -87,7 +87,7 @@ class RefitConfig:
     """
 
     enabled: bool = True
-    mode: RefitMode = "warm_start"
+    mode: RefitMode = "from_scratch"  # measured best on the development set (docs/model.md)
     epochs: int = 1  # warm_start: epochs on the full data
     recent_days: float | None = None  # only samples cut in the full data's last days (None = all)
     checkpoint_dir: str | None = "data/06_models/dgsr_refit_checkpoints"  # never the local model's
