@@ -10,6 +10,7 @@ import torch
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
 from gnn_recsys.loader.samples import SampleConfig, refit_samples
+from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.pipeline_registry import register_pipelines
 from gnn_recsys.pipelines.ranking.pipeline import create_ranker_period_pipeline
 from gnn_recsys.training import FitConfig
@@ -95,10 +96,10 @@ def test_refit_modes_start_where_they_should_and_follow_the_local_schedule(full_
         "best_epoch": 3,
         "epochs": [{"epoch": i + 1, "val_recall@20": r} for i, r in enumerate([0.3, 0.2, 0.4, 0.1, 0.1])],
     }
-    local = {k: torch.randn_like(v) for k, v in refit_dgsr(
-        graph, samples, TINY.with_(train={"lr": 0.0}), RefitConfig(mode="from_scratch"),
-        history={"best_epoch": 1, "epochs": [{"epoch": 1}]}, local_state={},
-    ).model.state_dict().items()}  # fmt: skip
+    # "Local" weights no initialisation would draw.
+    local = {
+        k: torch.randn_like(v) for k, v in DGSR.from_config(graph.num_items, TINY.model).state_dict().items()
+    }
 
     # Warm start: the local weights are the starting point (a zero learning rate keeps them) ...
     frozen = refit_dgsr(
