@@ -163,13 +163,14 @@ def test_the_refit_model_never_scores_the_local_split() -> None:
     )
 
 
-def test_refit_disabled_passes_the_local_model_on(full_data) -> None:
+def test_refit_disabled_or_without_a_test_file_passes_the_local_model_on(full_data) -> None:
     from gnn_recsys.pipelines.training.nodes import refit_dgsr_model  # noqa: PLC0415
 
     events, test_events = full_data
     graph = build_temporal_graph(pl.concat([events, test_events]))
     local = {"state_dict": {}, "history": {}}
     assert refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": False}}) is local
+    assert refit_dgsr_model(local, graph, test_events.clear(), {"refit": {"enabled": True}}) is local
     with pytest.raises(ValueError, match="no training history"):
         refit_dgsr_model(local, graph, test_events, {"refit": {"enabled": True}, "samples": {}})
 

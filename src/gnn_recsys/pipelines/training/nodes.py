@@ -95,12 +95,15 @@ def refit_dgsr_model(
     """The submission model: DGSR trained again on the full data (``dgsr.refit``; docs/model.md).
 
     Only the test file's candidates and the MLflow model use it: the full data holds the local test
-    labels, so it must never score the local split. ``refit.enabled: false`` passes the local model on.
-    The refit's length comes from the local training history stored in the model artifact.
+    labels, so it must never score the local split. ``refit.enabled: false`` (or no test file) passes
+    the local model on. The refit's length comes from the local training history stored in the model artifact.
     """
     refit = RefitConfig.from_dict(params.get("refit"))
     if not refit.enabled:
         logger.info("dgsr.refit.enabled is false: the submission uses the local model")
+        return local_model
+    if test_events.height == 0:  # no test file: nothing for a refit to score
+        logger.info("No test file: no DGSR refit, the MLflow model is the local one")
         return local_model
     config = FitConfig.from_dict(params)
     samples = refit_samples(
