@@ -10,6 +10,7 @@ import yaml
 from gnn_recsys.inference import InferenceConfig
 from gnn_recsys.loader import SampleConfig
 from gnn_recsys.training import FitConfig
+from gnn_recsys.training.config import RefitConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "conf" / "base" / "parameters_training.yml"
 
@@ -25,6 +26,7 @@ def test_yaml_sections_equal_the_dataclass_defaults() -> None:
         assert dgsr[section] == {k: _plain(v) for k, v in defaults[section].items()}, section
     assert dgsr["inference"] == InferenceConfig().to_dict()
     assert dgsr["samples"] == {k: _plain(v) for k, v in vars(SampleConfig()).items()}
+    assert dgsr["refit"] == vars(RefitConfig())
     assert FitConfig.from_dict(dgsr) == FitConfig()
 
 

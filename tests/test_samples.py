@@ -20,7 +20,7 @@ def _events() -> pl.DataFrame:
 def test_validation_sessions_are_cut_and_their_later_events_are_invisible_to_training() -> None:
     events = _events()
     test_sessions = events["session"].unique().sort().to_numpy()[:30]  # as the local test split's prefixes
-    config = SampleConfig(val_fraction=0.2, seed=3)
+    config = SampleConfig(val_fraction=0.2, seed=3, test_prefixes_as_targets=False)
     visible, targets = hold_out_validation(events, test_sessions, config)
 
     assert targets.height == int((events["session"].n_unique() - 30) * 0.2)
@@ -40,9 +40,14 @@ def test_validation_sessions_are_cut_and_their_later_events_are_invisible_to_tra
 
     graph = build_temporal_graph(visible)
     train, val = make_samples(graph, test_sessions, targets, config)
-    # No training sample comes from a validation or a local test session (one prefix policy) ...
+    # No training sample comes from a validation or (policy "neither") a local test session ...
     train_ids = set(np.asarray(graph.session_id)[train.session].tolist())
     assert not train_ids & set(targets["session"]) and not train_ids & set(test_sessions.tolist())
+    # ... while with the default policy "both" the local test prefixes are targets, validation never.
+    both = make_samples(graph, test_sessions, targets, SampleConfig(val_fraction=0.2, seed=3))[0]
+    both_ids = set(np.asarray(graph.session_id)[both.session].tolist())
+    assert set(test_sessions.tolist()) <= both_ids and not both_ids & set(targets["session"])
+    assert both_ids - train_ids == set(test_sessions.tolist())
     # ... and no training subgraph, through any hop or context window, reaches a hidden event.
     sampler = TemporalSubgraphSampler(graph, 50, 200, 2, context_window=(5, 5))
     sub = sampler.sample(train.session, train.cut_ts)

@@ -73,12 +73,11 @@ def training_outputs(
     result: TrainResult, config: FitConfig, num_items: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``dgsr_model`` artifact (weights, model config, catalogue size: tensors and plain values only)
-    and the ``dgsr_training_history`` a training writes, whoever ran it (Kedro node or ``torchrun``)."""
-    artifact = {
-        "model_config": config.model.to_dict(),
-        "num_items": num_items,
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-    }
+    and the ``dgsr_training_history`` a training writes, whoever ran it (Kedro node or ``torchrun``).
+
+    The artifact carries the history too: the submission refit takes its length from it (reading it
+    from the model keeps the pipeline's layers in order: 06_models never depends on 08_reporting).
+    """
     history = {
         "best_epoch": result.best_epoch,
         "best_metric": result.best_metric,
@@ -86,6 +85,12 @@ def training_outputs(
         "stopped_early": result.stopped_early,
         "loss": config.loss.resolve(num_items),
         "epochs": result.history,
+    }
+    artifact = {
+        "model_config": config.model.to_dict(),
+        "num_items": num_items,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "history": copy.deepcopy(history),
     }
     return artifact, history
 
@@ -142,8 +147,24 @@ class _Progress:
         return StopState(self.best_metric, self.best_epoch, self.stale, self.stopped)
 
 
-def _fingerprint(
-    graph: Any, train: SampleSet, val: SampleSet | None, config: FitConfig, world: ddp.World
+def _state_fingerprint(state: dict[str, Tensor]) -> str:
+    """Cheap hash of a state dict (names, shapes and up to 4096 evenly spaced values per tensor)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        flat = state[name].detach().reshape(-1).cpu()
+        digest.update(f"{name}{tuple(state[name].shape)}".encode())
+        digest.update(flat[:: max(1, flat.numel() // 4096)].float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint(  # noqa: PLR0913, PLR0917 - private; everything that makes a checkpoint another run's
+    graph: Any,
+    train: SampleSet,
+    val: SampleSet | None,
+    config: FitConfig,
+    world: ddp.World,
+    init_state: dict[str, Tensor] | None = None,
+    lr_decay_after: tuple[int, ...] = (),
 ) -> str:
     parts = [
         config.config_hash(),
@@ -151,6 +172,10 @@ def _fingerprint(
         train.fingerprint(),
         val.fingerprint() if val is not None else "-",
     ]
+    if init_state is not None:  # a warm start: another starting point is another run
+        parts.append(f"init={_state_fingerprint(init_state)}")
+    if lr_decay_after:
+        parts.append(f"decays={lr_decay_after}")
     if world.distributed:  # the global batch is batch_size x world size: another run
         parts.append(f"world={world.size}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -323,12 +348,18 @@ def train_dgsr(
     *,
     on_epoch_end: EpochCallback | None = None,
     sampler: Any = None,
+    init_state: dict[str, Tensor] | None = None,
+    lr_decay_after: tuple[int, ...] = (),
 ) -> TrainResult:
     """Train DGSR with early stopping on validation recall@``eval_k``; resume from ``checkpoint_dir``.
 
     ``on_epoch_end(epoch, metrics)`` (epochs 1-based) receives ``train_loss``, ``val_recall@K`` (when
     there is validation), ``lr``, ``train_samples_per_s`` and ``epoch_seconds``. ``sampler`` defaults
     to :func:`~gnn_recsys.loader.collate.make_sampler`.
+
+    ``init_state``: start from these weights (a warm start) instead of a fresh initialisation.
+    ``lr_decay_after``: without validation (no plateaus to detect), the learning rate decays once
+    after each listed epoch (0 = before the first), e.g. to replay another run's schedule.
 
     Under an initialised process group (``torchrun``) this trains with DistributedDataParallel (see the
     module docstring); every rank must call it with the same data and config, and all return the
@@ -347,7 +378,14 @@ def train_dgsr(
         device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (LOCAL_RANK)
     sampler = sampler if sampler is not None else make_sampler(graph, config.model)
     torch.manual_seed(config.train.seed)
-    model = DGSR.from_config(graph.num_items, config.model).to(device)  # the same weights on every rank
+    model = DGSR.from_config(graph.num_items, config.model)  # the same weights on every rank
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
+    if lr_decay_after and val_samples is not None:
+        raise ValueError(
+            "lr_decay_after replays a schedule without validation; with validation plateaus decay"
+        )
     if world.rank > 0:
         torch.manual_seed(config.train.seed + world.rank)  # its own dropout masks
     counts = np.bincount(train_samples.target, minlength=graph.num_items)
@@ -365,7 +403,9 @@ def train_dgsr(
         # the same epoch order on every rank (each takes its shard), its own negatives
         negative_rng=torch.Generator(device=device).manual_seed(config.train.seed + 1 + world.rank),
         device=device,
-        fingerprint=_fingerprint(graph, train_samples, val_samples, config, world),
+        fingerprint=_fingerprint(
+            graph, train_samples, val_samples, config, world, init_state, tuple(lr_decay_after)
+        ),
         world=world,
     )
     checkpoint_path = None
@@ -405,6 +445,8 @@ def train_dgsr(
                 if world.main:
                     logger.info("DGSR training budget of %s samples spent", config.train.max_samples)
                 break
+            if val_samples is None and lr_decay_after:
+                state.decays = sum(1 for after in lr_decay_after if after < epoch)
             t0 = time.perf_counter()
             batches.new_epoch(order)
             train_loss, seen = _train_epoch(run, loss_fn, loader, len(batches), state, config, epoch, amp)

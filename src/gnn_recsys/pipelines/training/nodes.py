@@ -16,14 +16,21 @@ from gnn_recsys.export.candidates import candidates_frame, typed_candidates
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference.recommend import InferenceConfig, recommend_by_type
 from gnn_recsys.loader.loaders import LoaderConfig
-from gnn_recsys.loader.samples import SampleConfig, SampleSet, hold_out_validation, make_samples
+from gnn_recsys.loader.samples import (
+    SampleConfig,
+    SampleSet,
+    hold_out_validation,
+    make_samples,
+    refit_samples,
+)
 from gnn_recsys.models.config import ModelConfig
 from gnn_recsys.models.dgsr import DGSR, NUM_EVENT_TYPES
 from gnn_recsys.pipelines.mlflow_metrics import mlflow_metrics
 from gnn_recsys.runtime import resolve_device
 from gnn_recsys.serving.mlflow_model import log_dgsr_model
-from gnn_recsys.training.config import FitConfig
+from gnn_recsys.training.config import FitConfig, RefitConfig
 from gnn_recsys.training.fit import train_dgsr, training_outputs
+from gnn_recsys.training.refit import refit_dgsr
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +68,14 @@ def make_dgsr_samples(
     return train.to_frame(), val.to_frame()
 
 
-def _log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+def _log_epoch(epoch: int, metrics: dict[str, float], prefix: str = "dgsr") -> None:
     if mlflow.active_run() is not None:
-        logged = mlflow_metrics({f"dgsr.{k}": v for k, v in metrics.items()})
+        logged = mlflow_metrics({f"{prefix}.{k}": v for k, v in metrics.items()})
         mlflow.log_metrics({k: v["value"] for k, v in logged.items()}, step=epoch)
+
+
+def _log_refit_epoch(epoch: int, metrics: dict[str, float]) -> None:
+    _log_epoch(epoch, metrics, prefix="dgsr_refit")
 
 
 def train_dgsr_model(
@@ -84,6 +95,43 @@ def train_dgsr_model(
         on_epoch_end=_log_epoch,
     )
     return training_outputs(result, config, graph.num_items)
+
+
+def refit_dgsr_model(
+    local_model: dict[str, Any],
+    full_graph: TemporalGraph,
+    test_events: pl.DataFrame,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The submission model: DGSR trained again on the full data (``dgsr.refit``; docs/model.md).
+
+    Only the test file's candidates and the MLflow model use it: the full data holds the local test
+    labels, so it must never score the local split. ``refit.enabled: false`` (or no test file) passes
+    the local model on. The refit's length comes from the local training history stored in the model artifact.
+    """
+    refit = RefitConfig.from_dict(params.get("refit"))
+    if not refit.enabled:
+        logger.info("dgsr.refit.enabled is false: the submission uses the local model")
+        return local_model
+    if test_events.height == 0:  # no test file: nothing for a refit to score
+        logger.info("No test file: no DGSR refit, the MLflow model is the local one")
+        return local_model
+    config = FitConfig.from_dict(params)
+    samples = refit_samples(
+        full_graph, test_events["session"].unique().to_numpy(), SampleConfig.from_dict(params["samples"])
+    )
+    result = refit_dgsr(
+        full_graph,
+        samples,
+        config,
+        refit,
+        history=local_model.get("history") or {},
+        local_state=local_model["state_dict"],
+        on_epoch_end=_log_refit_epoch,
+        checkpoint_dir=refit.checkpoint_dir,
+    )
+    artifact, _ = training_outputs(result, config, full_graph.num_items)
+    return artifact
 
 
 def load_dgsr(artifact: dict[str, Any]) -> DGSR:

@@ -1,4 +1,9 @@
-"""Training pipeline: samples -> DGSR -> candidates for the local and the test sessions."""
+"""Training pipeline: samples -> DGSR -> candidates for the local and the test sessions.
+
+The local candidates come from ``dgsr_model`` (trained on the local split). The test file's
+candidates and the MLflow model come from ``dgsr_submission_model``, that model trained again on the
+full data (``refit_dgsr``): it has seen the local test labels, so it never scores the local split.
+"""
 
 from kedro.pipeline import Pipeline, node
 
@@ -7,6 +12,7 @@ from .nodes import (
     make_dgsr_samples,
     make_dgsr_train_graph,
     recommend_dgsr,
+    refit_dgsr_model,
     train_dgsr_model,
 )
 
@@ -40,14 +46,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="dgsr_local_candidates",
             ),
             node(
-                recommend_dgsr,
+                refit_dgsr_model,
                 inputs=["dgsr_model", "full_graph", "test_events", "params:dgsr"],
+                outputs="dgsr_submission_model",
+                name="refit_dgsr",
+            ),
+            node(
+                recommend_dgsr,
+                inputs=["dgsr_submission_model", "full_graph", "test_events", "params:dgsr"],
                 outputs="test_candidates_dgsr",
                 name="dgsr_test_candidates",
             ),
             node(
                 log_dgsr_to_mlflow,
-                inputs=["dgsr_model", "full_graph", "params:dgsr.inference"],
+                inputs=["dgsr_submission_model", "full_graph", "params:dgsr.inference"],
                 outputs=None,
                 name="log_dgsr_to_mlflow",
             ),
