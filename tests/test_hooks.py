@@ -6,12 +6,13 @@ import signal
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import polars as pl
 import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from gnn_recsys.hooks import UnknownParameterError, check_runtime_params, overrides_text
+from gnn_recsys.hooks import NodeTimingHook, UnknownParameterError, check_runtime_params, overrides_text
 from gnn_recsys.pipeline_registry import register_pipelines
 
 DEFINED = {
@@ -137,3 +138,21 @@ def test_every_node_is_timed_in_the_log_and_in_mlflow(kedro_project: Path) -> No
     assert len(lines) == len(ran) + 2  # header, one line per node, total
     listed = [float(line.split()[1]) for line in lines[1:-1]]
     assert listed == sorted(listed, reverse=True)  # the longest node first
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from Linux /proc")
+def test_a_node_that_allocates_has_the_higher_peak() -> None:
+    class FakeNode:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    hook = NodeTimingHook()
+    hook.before_pipeline_run({}, None, None)
+    for name, megabytes in (("small", 1), ("big", 400), ("after_big", 1)):
+        hook.before_node_run(FakeNode(name))
+        block = np.ones(megabytes * 2**20 // 8)  # pages touched: resident
+        del block
+        hook.after_node_run(FakeNode(name))
+    peaks = {name: peak for name, (_, peak) in hook.timings.items()}
+    assert peaks["big"] - peaks["small"] > 0.3  # GB: the 400 MB block while "big" ran
+    assert peaks["after_big"] < peaks["big"] - 0.3  # freed, and the next node is not charged for it
