@@ -17,6 +17,23 @@ def _events() -> pl.DataFrame:
     )
 
 
+def test_validation_sessions_are_capped_by_max_val_sessions() -> None:
+    events = _events()
+    none = np.zeros(0, dtype=np.int64)
+    uncapped = hold_out_validation(events, none, SampleConfig(val_fraction=0.2, max_val_sessions=None))[1]
+    capped_visible, capped = hold_out_validation(
+        events, none, SampleConfig(val_fraction=0.2, max_val_sessions=7)
+    )
+    assert uncapped.height == int(events["session"].n_unique() * 0.2) > 7
+    assert capped.height == 7
+    # only the 7 capped sessions lose events: everything of the others stays visible
+    assert capped_visible.height == events.height - (
+        events.join(capped.select("session", "cut_ts"), on="session")
+        .filter(pl.col("ts") >= pl.col("cut_ts"))
+        .height
+    )
+
+
 def test_validation_sessions_are_cut_and_their_later_events_are_invisible_to_training() -> None:
     events = _events()
     test_sessions = events["session"].unique().sort().to_numpy()[:30]  # as the local test split's prefixes
