@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 import torch
 
+from gnn_recsys.data.schema import MS_PER_DAY
 from gnn_recsys.data.synthetic import SyntheticConfig, synthetic_events
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
 from gnn_recsys.loader.samples import SampleConfig, refit_samples
@@ -15,7 +16,7 @@ from gnn_recsys.pipeline_registry import register_pipelines
 from gnn_recsys.pipelines.ranking.pipeline import create_ranker_period_pipeline
 from gnn_recsys.training import FitConfig
 from gnn_recsys.training.config import RefitConfig
-from gnn_recsys.training.refit import DAY_MS, local_schedule, recent_samples, refit_dgsr
+from gnn_recsys.training.refit import local_schedule, recent_samples, refit_dgsr
 
 SYNTH = SyntheticConfig(num_items=150, num_train_sessions=200, num_test_sessions=40, seed=5)
 TINY = FitConfig().with_(
@@ -181,5 +182,5 @@ def test_recent_days_keeps_the_samples_cut_in_the_last_days_only(full_data) -> N
     samples = refit_samples(graph, test_events["session"].unique().to_numpy(), SampleConfig())
     end = int(pl.concat([events, test_events])["ts"].max())
     recent = recent_samples(graph, samples, 2.5)
-    expected = sorted(t for t in samples.cut_ts.tolist() if t >= end - 2.5 * DAY_MS)
+    expected = sorted(t for t in samples.cut_ts.tolist() if t >= end - 2.5 * MS_PER_DAY)
     assert 0 < len(recent) < len(samples) and sorted(recent.cut_ts.tolist()) == expected

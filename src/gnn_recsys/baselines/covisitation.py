@@ -150,6 +150,17 @@ def _chunk_row_ranges(lengths: np.ndarray, max_pairs: int) -> Iterator[tuple[int
         start = int(end)
 
 
+def neighbour_long_table(neighbours: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Named neighbour tables (``NEIGHBOUR_SCHEMA``) as one table ``matrix, aid, neighbour, weight``."""
+    parts = [
+        table.select(pl.lit(name).alias("matrix"), *NEIGHBOUR_SCHEMA.names())
+        for name, table in neighbours.items()
+    ]
+    if not parts:
+        return pl.DataFrame(schema={"matrix": pl.String, **dict(NEIGHBOUR_SCHEMA)})
+    return pl.concat(parts)
+
+
 @dataclass
 class CovisitationModel:
     """Co-visitation neighbours plus the popularity filler."""
@@ -194,7 +205,7 @@ class CovisitationModel:
     def neighbour_table(self) -> pl.DataFrame:
         """The one matrix as ``matrix, aid, neighbour, weight`` (matrix ``covisitation``), the long
         table :meth:`CandidateRerankModel.neighbour_table` writes, for ranking features."""
-        return self.neighbours.select(pl.lit("covisitation").alias("matrix"), *NEIGHBOUR_SCHEMA.names())
+        return neighbour_long_table({"covisitation": self.neighbours})
 
     def recommend(self, session_events: pl.DataFrame, k: int = 20) -> pl.DataFrame:
         """Top-``k`` candidates (contract table) for every session present in ``session_events``."""
@@ -531,13 +542,7 @@ class CandidateRerankModel:
 
     def neighbour_table(self) -> pl.DataFrame:
         """Every matrix as one long table ``matrix, aid, neighbour, weight`` (e.g. for ranking features)."""
-        parts = [
-            table.select(pl.lit(name).alias("matrix"), *NEIGHBOUR_SCHEMA.names())
-            for name, table in self.neighbours.items()
-        ]
-        if not parts:
-            return pl.DataFrame(schema={"matrix": pl.String, **dict(NEIGHBOUR_SCHEMA)})
-        return pl.concat(parts)
+        return neighbour_long_table(self.neighbours)
 
     def recommend(self, session_events: pl.DataFrame, k: int = 20) -> pl.DataFrame:
         """Typed candidates: the top-``k`` list of every configured type for every session given."""

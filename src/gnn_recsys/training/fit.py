@@ -373,6 +373,10 @@ def train_dgsr(
     if val_samples is not None:
         val_samples.validate(graph, "val_samples")
         val_samples = val_samples if len(val_samples) else None
+    if lr_decay_after and val_samples is not None:
+        raise ValueError(
+            "lr_decay_after replays a schedule without validation; with validation plateaus decay"
+        )
     device = resolve_device(config.train.device)
     if world.distributed and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (LOCAL_RANK)
@@ -382,10 +386,6 @@ def train_dgsr(
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device)
-    if lr_decay_after and val_samples is not None:
-        raise ValueError(
-            "lr_decay_after replays a schedule without validation; with validation plateaus decay"
-        )
     if world.rank > 0:
         torch.manual_seed(config.train.seed + world.rank)  # its own dropout masks
     counts = np.bincount(train_samples.target, minlength=graph.num_items)

@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from gnn_recsys.data.schema import MS_PER_DAY
 from gnn_recsys.loader.samples import SampleSet
 from gnn_recsys.training.config import FitConfig, RefitConfig
 from gnn_recsys.training.early_stopping import StopState, early_stopping
 from gnn_recsys.training.fit import EpochCallback, TrainResult, train_dgsr
 
 logger = logging.getLogger(__name__)
-
-DAY_MS = 86_400_000  # event times are Unix milliseconds
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def local_schedule(history: dict[str, Any], config: FitConfig) -> LocalSchedule:
 
 def recent_samples(graph: Any, samples: SampleSet, days: float) -> SampleSet:
     """The samples cut in the last ``days`` days of ``graph`` (its latest event's time minus ``days``)."""
-    since = int(np.asarray(graph.ev_ts).max()) - int(days * DAY_MS)
+    since = int(np.asarray(graph.ev_ts).max()) - int(days * MS_PER_DAY)
     recent = samples.subset(np.flatnonzero(samples.cut_ts >= since))
     if len(recent) == 0:
         raise ValueError(f"refit.recent_days={days} leaves no sample to train on")
