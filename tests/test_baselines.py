@@ -20,6 +20,7 @@ from gnn_recsys.baselines.covisitation import (
     _chunk_row_ranges,
 )
 from gnn_recsys.baselines.popularity import PopularityModel
+from gnn_recsys.baselines.recent_items import RecentItemsModel
 from gnn_recsys.data.schema import CART, CLICK, MS_PER_DAY, ORDER
 from gnn_recsys.data.split import split_events
 from gnn_recsys.evaluation.metrics import evaluate
@@ -174,6 +175,23 @@ def test_popularity_by_hand() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="lack event type"):
         PopularityModel.fit(events, type_weights={CLICK: 1.0})
+
+
+def test_recent_items_by_hand() -> None:
+    events = event_table([
+        (3, 7, T0, CLICK), (3, 8, T0 + 1, CART), (3, 7, T0 + 2, CLICK), (3, 9, T0 + 2, ORDER),
+        (1, 5, T0, CLICK),
+        (3, 6, T0 + 3, CLICK),
+    ])  # fmt: skip
+    candidates = RecentItemsModel().recommend(events, k=3)
+    assert candidates.schema == CANDIDATE_SCHEMA
+    # session 3 in file order: 7 8 7 9 6 -> last seen 6 (pos 4), 9 (3), 7 (2), 8 (1); k=3 drops 8
+    assert candidates.select("session", "rank", "aid", "score").rows() == [
+        (1, 1, 5, 0.0), (3, 1, 6, 0.0), (3, 2, 9, -1.0), (3, 3, 7, -2.0)
+    ]  # fmt: skip
+    assert candidates["model"].unique().to_list() == ["recent_items"]
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        RecentItemsModel().recommend(events, k=0)
 
 
 def planted_events(rng: np.random.Generator, n_sessions: int, n_items: int = 300) -> pl.DataFrame:

@@ -25,7 +25,7 @@ from gnn_recsys.loader import SampleSet
 from gnn_recsys.models.batch import make_batch
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.models.loss import add_history_bonus
-from gnn_recsys.models.topk import topk_blocked
+from gnn_recsys.models.topk import keep_items_in_window, topk_blocked
 from gnn_recsys.serving.mlflow_model import DGSRRecommender, append_sessions, log_dgsr_model
 from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
@@ -238,7 +238,8 @@ def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None
     _, graph, train, val = data
     model = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
     sessions = np.array([3, 0, 17, 42])
-    aids, scores = recommend(model, graph, sessions, InferenceConfig(top_k=12, batch_size=3, block_size=7))
+    plain = InferenceConfig(top_k=12, batch_size=3, block_size=7, keep_session_items=0)
+    aids, scores = recommend(model, graph, sessions, plain)
     # Reference: full score matrix of representations at cut = last ts + 1.
     cut = graph.ev_ts[graph.session_ptr[sessions + 1] - 1] + 1
     subgraph = TemporalSubgraphSampler(graph, 6, 4, 2).sample(sessions, cut)
@@ -254,8 +255,48 @@ def test_recommend_scores_the_whole_catalogue_after_the_last_event(data) -> None
     want_score, want_index = torch.topk(full, 12, dim=1)
     np.testing.assert_allclose(scores, want_score.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(aids, graph.item_aid[want_index.numpy()])
-    index_only, _ = recommend(model, graph, sessions, InferenceConfig(top_k=12), return_aids=False)
+    index_only, _ = recommend(
+        model, graph, sessions, InferenceConfig(top_k=12, keep_session_items=0), return_aids=False
+    )
     np.testing.assert_array_equal(graph.item_aid[index_only], aids)
+
+
+def test_keep_items_in_window_by_hand() -> None:
+    index = torch.tensor([[10, 11, 12, 13, 14, 15]])
+    score = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0]])
+    kept = torch.tensor([[12, 30, -1]])  # 12 already listed; 30 is not; one empty slot
+    items, scores = keep_items_in_window(index, score, kept, torch.tensor([[7.0, 1.0, 0.0]]))
+    # window of 3: both kept items and the best other (10), by score; then 11, 13, 14 in score order
+    assert items.tolist() == [[10, 12, 30, 11, 13, 14]]
+    assert scores.tolist() == [[9.0, 7.0, 1.0, 8.0, 6.0, 5.0]]
+    none_kept = torch.full((1, 3), -1)
+    unchanged = keep_items_in_window(index, score, none_kept, torch.zeros(1, 3))
+    assert torch.equal(unchanged[0], index) and torch.equal(unchanged[1], score)
+
+
+def test_lists_hold_the_sessions_most_recent_items_first(data) -> None:
+    """``keep_session_items = W``: the first W slots are the session's W most recent distinct items
+    (all of them if fewer) plus the best new items of the plain list; the rest follow in its order."""
+    _, graph, train, _ = data
+    model = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
+    sessions = np.arange(60)
+    width, k = 5, 12
+    plain, _ = recommend(model, graph, sessions, InferenceConfig(top_k=k, keep_session_items=0))
+    aids, scores = recommend(
+        model, graph, sessions, InferenceConfig(top_k=k, keep_session_items=width, batch_size=7)
+    )
+    changed = 0
+    for row, session in enumerate(sessions):
+        events = np.asarray(graph.ev_item[graph.session_ptr[session] : graph.session_ptr[session + 1]])
+        events = events[-model.history_length :]
+        recent = list(dict.fromkeys(graph.item_aid[events[::-1]].tolist()))[:width]
+        others = [aid for aid in plain[row].tolist() if aid not in recent]
+        window, tail = aids[row, :width].tolist(), aids[row, width:].tolist()
+        assert set(window) == set(recent) | set(others[: width - len(recent)])
+        assert tail == others[width - len(recent) :][: k - width]
+        assert np.all(np.diff(scores[row, :width]) <= 0) and np.all(np.diff(scores[row, width:]) <= 0)
+        changed += not set(recent) <= set(plain[row, :width].tolist())
+    assert changed > 0  # the rule made a difference somewhere (an untrained-ish model forgets repeats)
 
 
 def test_recall_at_k_counts_targets_in_the_top_k(data) -> None:

@@ -32,7 +32,7 @@ from gnn_recsys.pipelines import (
     tuning,
 )
 
-BASELINE_MODELS = ("popularity", "covisitation")
+BASELINE_MODELS = ("popularity", "recent_items", "covisitation")
 ALL_MODELS = (*BASELINE_MODELS, "dgsr")
 RANKED_MODELS = ("fusion", "reranker")
 #: Scored next to the models, never exported: the oracle order of the ranker's candidates.

@@ -35,6 +35,12 @@ class InferenceConfig:
     batch_size: int = 512
     block_size: int = 65_536  # items scored per block in the full-catalogue top-K
     amp: bool = True  # mixed precision on CUDA
+    #: the session's most recent distinct items always in the first this-many slots (0: off)
+    keep_session_items: int = 20
+
+    def __post_init__(self) -> None:
+        if self.keep_session_items < 0:
+            raise ValueError(f"inference.keep_session_items must be >= 0, got {self.keep_session_items}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +115,14 @@ def recommend_by_type(
         show_progress=show_progress,
     ):
         for event_type, (items, scores) in parts.items():
-            index, score = model.topk(reps, batch, config.top_k, event_type, config.block_size)
+            index, score = model.topk(
+                reps,
+                batch,
+                config.top_k,
+                event_type,
+                config.block_size,
+                keep_session_items=config.keep_session_items,
+            )
             items.append(index.cpu().numpy())
             scores.append(score.cpu().numpy())
     width = min(config.top_k, graph.num_items)

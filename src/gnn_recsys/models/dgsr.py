@@ -64,7 +64,7 @@ from torch import Tensor, nn
 from gnn_recsys.models.batch import NUM_EVENT_TYPES, DGSRBatch, HopBlock, make_batch
 from gnn_recsys.models.config import ModelConfig, Readout
 from gnn_recsys.models.conv.dgrn_conv import Attention, DGRNConv
-from gnn_recsys.models.topk import topk_blocked
+from gnn_recsys.models.topk import keep_items_in_window, recent_history_items, topk_blocked
 
 # --------------------------------------------------------------------------------------------------
 # Model
@@ -407,19 +407,37 @@ class DGSR(nn.Module):
         k: int,
         event_type: Tensor | int | None = None,
         block_size: int = 65_536,
+        *,
+        keep_session_items: int = 0,
     ) -> tuple[Tensor, Tensor]:
         """Top-``k`` item indices and scores over the whole catalogue, repeat bonus included.
 
         ``reps`` are :meth:`forward`'s output for ``batch``; ``event_type`` picks a head (a type per
         sample, one type for all, or None for the shared representation). The catalogue is scanned in
-        blocks, so memory is ``[B, block_size + k]`` whatever its size.
+        blocks, so memory is ``[B, block_size + k]`` whatever its size. ``keep_session_items = W > 0``
+        puts the session's ``W`` most recent distinct items (of its last ``history_length`` events)
+        among the first ``W`` slots whatever their scores, the best-scored new items filling the rest:
+        the list never finds fewer repeats than the session's own recent items would.
         """
         query = reps.float() if event_type is None else self.typed(reps, event_type).float()
+        items = self.item_embedding.weight.detach().float()
         bonus = self.history_bonus(batch, event_type)
         history = None if bonus is None else (batch.history_item, bonus.float())
-        return topk_blocked(
-            query, self.item_embedding.weight.detach().float(), k, block_size, history=history
-        )
+        index, score = topk_blocked(query, items, k, block_size, history=history)
+        if keep_session_items <= 0 or batch.history_item is None or batch.history_item.shape[1] == 0:
+            return index, score
+        width = min(keep_session_items, index.shape[1])  # the window (the list may be shorter)
+        kept = recent_history_items(batch.history_item, batch.history_slot, batch.history_order, width)
+        kept_score = (query.unsqueeze(1) * items[kept.clamp(min=0)]).sum(dim=-1)
+        if bonus is not None:
+            kept_score = kept_score + bonus.float()
+        order = torch.where(kept >= 0, 0, 1).argsort(dim=1, stable=True)[:, :width]
+        kept, kept_score = torch.gather(kept, 1, order), torch.gather(kept_score, 1, order)
+        if kept.shape[1] < width:  # fewer history slots than the window: pad
+            pad = width - kept.shape[1]
+            kept = torch.cat([kept, kept.new_full((kept.shape[0], pad), -1)], dim=1)
+            kept_score = torch.cat([kept_score, kept_score.new_zeros((kept.shape[0], pad))], dim=1)
+        return keep_items_in_window(index, score, kept, kept_score)
 
 
 def _with_pad_row(emb: Tensor) -> Tensor:

@@ -34,3 +34,48 @@ def topk_blocked(
         best_score, pick = torch.topk(merged_score, min(k, merged_score.shape[1]), dim=1)
         best_index = torch.gather(merged_index, 1, pick)
     return best_index, best_score
+
+
+def recent_history_items(
+    history_item: Tensor, history_slot: Tensor, history_order: Tensor, keep: int
+) -> Tensor:
+    """``[B, H]`` the session's ``keep`` most recent distinct items of ``history_item``, -1 elsewhere.
+
+    ``history_slot`` maps each prefix event to its item's slot in the flat ``[B * H]`` layout and
+    ``history_order`` is the event's relative order (0 = the latest): an item's recency is that of
+    its latest occurrence.
+    """
+    num_samples, width = history_item.shape
+    never = torch.iinfo(torch.long).max
+    recency = torch.full((num_samples * width,), never, dtype=torch.long, device=history_item.device)
+    recency.scatter_reduce_(0, history_slot, history_order.long(), reduce="amin")
+    recency = torch.where(history_item >= 0, recency.view(num_samples, width), never)
+    rank = recency.argsort(dim=1, stable=True).argsort(dim=1)
+    return torch.where((rank < keep) & (history_item >= 0), history_item, -1)
+
+
+def keep_items_in_window(
+    index: Tensor, score: Tensor, kept: Tensor, kept_score: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Rewrite top lists ``index, score [B, k]`` so that their first ``W = kept.shape[1]`` slots hold
+    every item of ``kept [B, W]`` (-1 = none) and the best-scored other items after them.
+
+    Window and tail stay sorted by score each: the window is the ``g`` kept items plus the ``W - g``
+    best other items; the tail continues with the other items in score order. ``kept_score`` are the
+    kept items' own scores, so a kept item already in ``index`` keeps its place if it earned it.
+    """
+    window = kept.shape[1]
+    is_kept = kept >= 0
+    duplicate = (index.unsqueeze(2) == kept.unsqueeze(1)).any(dim=2)  # [B, k]
+    kept_count = is_kept.sum(dim=1, keepdim=True)
+    other_rank = (~duplicate).long().cumsum(dim=1) - 1
+    # tier 0: the window, 1: the tail, 2: dropped (padding, or a kept item's second copy)
+    other_tier = torch.where(duplicate, 2, torch.where(other_rank < window - kept_count, 0, 1))
+    kept_tier = torch.where(is_kept, 0, 2)
+    items = torch.cat([kept, index], dim=1)
+    scores = torch.cat([kept_score.to(score.dtype), score], dim=1)
+    tier = torch.cat([kept_tier, other_tier], dim=1)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    order = torch.gather(order, 1, torch.gather(tier, 1, order).argsort(dim=1, stable=True))
+    order = order[:, : index.shape[1]]
+    return torch.gather(items, 1, order), torch.gather(scores, 1, order)

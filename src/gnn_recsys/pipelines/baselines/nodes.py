@@ -15,6 +15,7 @@ from gnn_recsys.baselines.covisitation import (
     CovisitationModel,
 )
 from gnn_recsys.baselines.popularity import PopularityModel
+from gnn_recsys.baselines.recent_items import RecentItemsModel
 from gnn_recsys.data.schema import event_type_code
 
 _TYPE_WEIGHT_KEYS = ("type_weights", "history_type_weights", "popularity_type_weights")
@@ -33,6 +34,14 @@ def recommend_popularity(
         pl.concat([train_events, test_inputs]), type_weights=_type_codes(params.get("type_weights"))
     )
     return model.recommend(test_inputs, k=params["top_k"])
+
+
+def recommend_recent_items(
+    train_events: pl.DataFrame, test_inputs: pl.DataFrame, params: dict[str, Any]
+) -> pl.DataFrame:
+    """The session's own distinct items, most recent first (the train events are not needed)."""
+    del train_events
+    return RecentItemsModel().recommend(test_inputs, k=params["top_k"])
 
 
 def recommend_covisitation(

@@ -5,9 +5,13 @@ stage's co-visitation features read the very weights behind the candidates."""
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import recommend_covisitation, recommend_popularity
+from .nodes import recommend_covisitation, recommend_popularity, recommend_recent_items
 
-BASELINES = {"popularity": recommend_popularity, "covisitation": recommend_covisitation}
+BASELINES = {
+    "popularity": recommend_popularity,
+    "recent_items": recommend_recent_items,
+    "covisitation": recommend_covisitation,
+}
 WITH_NEIGHBOURS = {"covisitation"}
 
 
