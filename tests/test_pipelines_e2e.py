@@ -49,13 +49,17 @@ def test_covisitation_otto_end_to_end(kedro_project: Path) -> None:
     data = kedro_project / "data"
     report = json.loads((data / "08_reporting" / "metrics.json").read_text())
     models = report["models"]
-    assert set(models) == {"popularity", "covisitation"}
+    assert set(models) == {"popularity", "recent_items", "covisitation"}
     # The generator plants item-to-item transitions that only co-visitation can use.
     assert models["covisitation"]["score"] > models["popularity"]["score"]
 
     # popularity: one list per session; co-visitation (candidate_rerank): one per session and type
-    columns = {"popularity": list(CANDIDATE_SCHEMA), "covisitation": list(TYPED_CANDIDATE_SCHEMA)}
-    for model in ("popularity", "covisitation"):
+    columns = {
+        "popularity": list(CANDIDATE_SCHEMA),
+        "recent_items": list(CANDIDATE_SCHEMA),
+        "covisitation": list(TYPED_CANDIDATE_SCHEMA),
+    }
+    for model in columns:
         candidates = pl.read_parquet(data / "07_model_output" / f"candidates_{model}.parquet")
         assert candidates.columns == columns[model]
         assert candidates["model"].unique().to_list() == [model]
@@ -93,9 +97,22 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
 
     data = kedro_project / "data"
     models = json.loads((data / "08_reporting" / "metrics.json").read_text())["models"]
-    assert set(models) == {"popularity", "covisitation", "dgsr", "fusion", "reranker", "candidate_ceiling"}
+    assert set(models) == {
+        "popularity",
+        "recent_items",
+        "covisitation",
+        "dgsr",
+        "fusion",
+        "reranker",
+        "candidate_ceiling",
+    }
     # Two epochs of a 16-dim model on 1.5k sessions already learn far more than popularity.
     assert models["dgsr"]["score"] > models["popularity"]["score"]
+    # DGSR's lists keep the session's recent items: every repeat label that list finds, DGSR finds
+    for event_type in ("clicks", "carts", "orders"):
+        repeat = f"hit@20_{event_type}_repeat"
+        assert models["recent_items"][repeat] > 0.5
+        assert models["dgsr"][repeat] >= models["recent_items"][repeat]
 
     candidates = pl.read_parquet(data / "07_model_output" / "candidates_dgsr.parquet")
     assert candidates.columns == ["session", "type", "rank", "aid", "score", "model"]
@@ -186,7 +203,7 @@ def test_real_otto_file_from_the_command_line_without_a_test_file(
     assert pl.read_parquet(data / "03_primary" / "local_train_events.parquet")["session"].n_unique() == 10
     assert pl.read_parquet(data / "03_primary" / "local_test_inputs.parquet")["session"].n_unique() == 8
     report = json.loads((data / "08_reporting" / "metrics.json").read_text())
-    assert set(report["models"]) == {"popularity", "covisitation"}
+    assert set(report["models"]) == {"popularity", "recent_items", "covisitation"}
     submission = pl.read_csv(data / "07_model_output" / "submission_covisitation.csv")
     assert submission.columns == ["session_type", "labels"] and submission.is_empty()
     assert json.loads((data / "01_raw" / "raw_sources.json").read_text())["origin"] == "command_line"
