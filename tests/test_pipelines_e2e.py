@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 import polars as pl
 import pytest
+import torch
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -59,9 +60,9 @@ def test_covisitation_otto_end_to_end(kedro_project: Path) -> None:
         "recent_items": list(CANDIDATE_SCHEMA),
         "covisitation": list(TYPED_CANDIDATE_SCHEMA),
     }
-    for model in columns:
+    for model, schema in columns.items():
         candidates = pl.read_parquet(data / "07_model_output" / f"candidates_{model}.parquet")
-        assert candidates.columns == columns[model]
+        assert candidates.columns == schema
         assert candidates["model"].unique().to_list() == [model]
         submission = pl.read_csv(data / "07_model_output" / f"submission_{model}.csv")
         assert submission.columns == ["session_type", "labels"]
@@ -108,11 +109,19 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     }
     # Two epochs of a 16-dim model on 1.5k sessions already learn far more than popularity.
     assert models["dgsr"]["score"] > models["popularity"]["score"]
-    # DGSR's lists keep the session's recent items: every repeat label that list finds, DGSR finds
+    # The recent-items window of each list, chosen on the validation sessions and kept in the model;
+    # where it is 20 wide, DGSR finds every repeat label the session's 20 most recent items find.
+    history = json.loads((data / "08_reporting" / "dgsr_training_history.json").read_text())
+    windows = history["keep_session_items"]["chosen"]
+    assert set(windows) == {"clicks", "carts", "orders", "all"} and set(windows.values()) <= {0, 5, 10, 20}
+    assert (
+        torch.load(data / "06_models" / "dgsr_model.pt", weights_only=True)["keep_session_items"] == windows
+    )
     for event_type in ("clicks", "carts", "orders"):
         repeat = f"hit@20_{event_type}_repeat"
         assert models["recent_items"][repeat] > 0.5
-        assert models["dgsr"][repeat] >= models["recent_items"][repeat]
+        if windows[event_type] == 20:
+            assert models["dgsr"][repeat] >= models["recent_items"][repeat]
 
     candidates = pl.read_parquet(data / "07_model_output" / "candidates_dgsr.parquet")
     assert candidates.columns == ["session", "type", "rank", "aid", "score", "model"]

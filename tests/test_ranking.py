@@ -209,6 +209,9 @@ def test_covisitation_features_do_not_depend_on_the_chunking() -> None:
     )
     none = covisitation_features(pairs, history, NEIGHBOURS.clear())
     assert none.columns == ["session", "aid"]
+    # no sessions to describe (a run without a test file): an empty table with every column
+    empty = covisitation_features(pairs.clear(), history.clear(), NEIGHBOURS)
+    assert empty.is_empty() and empty.columns == whole.columns
 
 
 def test_labels_count_every_label_and_the_ceiling_puts_them_first() -> None:

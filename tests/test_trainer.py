@@ -21,6 +21,7 @@ import torch
 from gnn_recsys.graph.sampler import TemporalSubgraphSampler
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference import InferenceConfig, recall_at_k, recommend, recommend_by_type
+from gnn_recsys.inference.recommend import choose_keep_windows
 from gnn_recsys.loader import SampleSet
 from gnn_recsys.models.batch import make_batch
 from gnn_recsys.models.dgsr import DGSR
@@ -537,3 +538,55 @@ def test_samples_per_epoch_and_max_samples_cap_what_is_trained(data, monkeypatch
     assert [len(o) for o in orders] == [300, 300, 100, 0]  # the fourth draw finds the budget spent
     assert all(len(np.unique(o)) == len(o) and o.max() < len(train) for o in orders[:3])
     assert not np.array_equal(np.sort(orders[0]), np.sort(orders[1]))  # a fresh draw each epoch
+
+
+def _window_data(target_back: int | None, num_items: int, seed: int = 3) -> tuple[TemporalGraph, SampleSet]:
+    """40 sessions of 25 distinct clicks; the target (after the last one) is the item clicked
+    ``target_back`` events earlier, or (None) an item the session never clicked."""
+    rng = np.random.default_rng(seed)
+    rows, sessions, targets = [], [], []
+    for session in range(40):
+        items = rng.choice(num_items, size=26, replace=False)
+        rows += [
+            (session, int(aid), 1_000_000 + 1_000 * position, 0) for position, aid in enumerate(items[:25])
+        ]
+        sessions.append(session)
+        targets.append(int(items[25] if target_back is None else items[24 - target_back]))
+    events = pl.DataFrame(
+        rows, schema={"session": pl.Int32, "aid": pl.Int32, "ts": pl.Int64, "type": pl.Int8}, orient="row"
+    )
+    graph = build_temporal_graph(events, item_aids=np.arange(num_items))
+    cut = np.full(len(sessions), 1_000_000 + 25_000, dtype=np.int64)  # after every event
+    return graph, SampleSet(np.array(sessions), cut, np.array(targets), np.zeros(len(sessions), np.int64))
+
+
+def test_choose_keep_windows_follows_the_data(data) -> None:
+    """The window that wins on validation: the widest where targets are the session's own earlier
+    items, none where they never are (the window would only hide new items); W = 0 is plain recall."""
+    model = DGSR.from_config(60, TINY.model)  # untrained: it cannot know which items come back
+    graph, repeats = _window_data(target_back=12, num_items=60)
+    windows, recalls = choose_keep_windows(model, graph, repeats, (0, 5, 10, 20), batch_size=16)
+    assert recalls["all"][20] == 1.0 and recalls["all"][10] < 1.0  # 12 back: only the widest keeps it
+    assert windows == {"clicks": 20, "carts": 20, "orders": 20, "all": 20}  # types without samples: all's
+    graph, fresh = _window_data(target_back=None, num_items=60)
+    windows, recalls = choose_keep_windows(model, graph, fresh, (0, 5, 10, 20), batch_size=16)
+    assert recalls["all"][20] == 0.0 and recalls["all"][0] > 0.0  # 20 slots of history: no room
+    assert windows["clicks"] == max((0, 5, 10, 20), key=lambda w: (recalls["clicks"][w], w)) < 20
+    # W = 0 is the validation metric itself
+    _, graph, train, val = data
+    trained = train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 1})).model
+    _, recalls = choose_keep_windows(trained, graph, val, (0, 20))
+    assert recalls["all"][0] == pytest.approx(recall_at_k(trained, graph, val, k=20))
+
+
+def test_inference_config_windows() -> None:
+    auto = InferenceConfig()
+    assert auto.keep_session_items == "auto" and auto.window(0) == 20  # unresolved: the widest choice
+    resolved = auto.resolve({"clicks": 0, "carts": 5, "orders": 20, "all": 10})
+    assert [resolved.window(t) for t in (0, 1, 2, None)] == [0, 5, 20, 10]
+    assert auto.resolve(None).keep_session_items == 20
+    assert InferenceConfig(keep_session_items=7).resolve({"clicks": 0}).window(0) == 7  # explicit wins
+    with pytest.raises(ValueError, match="keep_session_items"):
+        InferenceConfig(keep_session_items=-1)
+    with pytest.raises(ValueError, match="bad entries"):
+        InferenceConfig(keep_session_items={"views": 3})

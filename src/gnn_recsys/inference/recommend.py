@@ -6,14 +6,16 @@ by ``batch_size x block_size`` whatever the catalogue size. Runs on the model's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from gnn_recsys.data.schema import EVENT_TYPES
 from gnn_recsys.graph.sampler import inference_samples
 from gnn_recsys.loader.collate import SubgraphCollate
 from gnn_recsys.loader.loaders import EpochBatches, LoaderConfig, make_loader
@@ -22,6 +24,16 @@ from gnn_recsys.models.batch import DGSRBatch
 from gnn_recsys.models.config import from_mapping
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.runtime import autocast, progress, share_cpu_with_workers
+
+logger = logging.getLogger(__name__)
+
+#: Keys of a per-type recent-items window: the event types' names, ``all`` for the shared list.
+WINDOW_KEYS = (*EVENT_TYPES, "all")
+
+
+def window_key(event_type: int | None) -> str:
+    return "all" if event_type is None else EVENT_TYPES[event_type]
+
 
 #: Inference on the CPU of the calling process (the MLflow model answering one request, tests).
 NO_WORKERS = LoaderConfig(num_workers=0)
@@ -35,15 +47,56 @@ class InferenceConfig:
     batch_size: int = 512
     block_size: int = 65_536  # items scored per block in the full-catalogue top-K
     amp: bool = True  # mixed precision on CUDA
-    #: the session's most recent distinct items always in the first this-many slots (0: off)
-    keep_session_items: int = 20
+    #: the session's most recent distinct items always among the first this-many slots (0: off);
+    #: ``"auto"``: per event type, the choice that scored best on the validation sessions (the
+    #: model artifact holds it); or a mapping ``{clicks|carts|orders|all: window}``
+    keep_session_items: int | str | Mapping[str, int] = "auto"
+    keep_session_items_choices: tuple[int, ...] = (0, 5, 10, 20)  # what "auto" picks from
 
     def __post_init__(self) -> None:
-        if self.keep_session_items < 0:
-            raise ValueError(f"inference.keep_session_items must be >= 0, got {self.keep_session_items}")
+        value = self.keep_session_items
+        choices = tuple(int(c) for c in self.keep_session_items_choices)
+        object.__setattr__(self, "keep_session_items_choices", choices)
+        if not choices or min(choices) < 0:
+            raise ValueError(
+                f"inference.keep_session_items_choices must be >= 0 and not empty, got {choices}"
+            )
+        if isinstance(value, Mapping):
+            bad = {k: v for k, v in value.items() if k not in WINDOW_KEYS or not isinstance(v, int) or v < 0}
+            if bad:
+                raise ValueError(
+                    f"inference.keep_session_items: bad entries {bad}; keys are {WINDOW_KEYS}, values ints >= 0"
+                )
+        elif value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"inference.keep_session_items must be 'auto' or an int >= 0, got {value!r}")
+
+    def window(self, event_type: int | None) -> int:
+        """The recent-items window of the list for ``event_type`` (None: the shared representation)."""
+        value = self.keep_session_items
+        if value == "auto":  # not resolved with a model's windows (see resolve): the widest choice
+            return max(self.keep_session_items_choices)
+        if isinstance(value, Mapping):
+            key = window_key(event_type)
+            return int(value[key] if key in value else value.get("all", 0))
+        return int(value)
+
+    def resolve(self, windows: Mapping[str, int] | None) -> InferenceConfig:
+        """``"auto"`` replaced by the validated ``windows`` of a model artifact; without them (a model
+        trained without validation sessions) the widest choice, which never loses a repeat."""
+        if self.keep_session_items != "auto":
+            return self
+        if not windows:
+            widest = max(self.keep_session_items_choices)
+            logger.info("keep_session_items auto: the model has no validated windows, using %d", widest)
+            return replace(self, keep_session_items=widest)
+        return replace(self, keep_session_items={str(k): int(v) for k, v in windows.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if isinstance(self.keep_session_items, Mapping):
+            values["keep_session_items"] = dict(self.keep_session_items)
+        values["keep_session_items_choices"] = list(self.keep_session_items_choices)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> InferenceConfig:
@@ -121,7 +174,7 @@ def recommend_by_type(
                 config.top_k,
                 event_type,
                 config.block_size,
-                keep_session_items=config.keep_session_items,
+                keep_session_items=config.window(event_type),
             )
             items.append(index.cpu().numpy())
             scores.append(score.cpu().numpy())
@@ -194,3 +247,54 @@ def recall_at_k(
         hits += (index == target.unsqueeze(1)).any(dim=1).sum()
         start += reps.shape[0]
     return int(hits) / len(samples)
+
+
+@torch.no_grad()
+def choose_keep_windows(
+    model: DGSR,
+    graph: Any,
+    samples: SampleSet,
+    choices: tuple[int, ...],
+    *,
+    k: int = 20,
+    batch_size: int = 512,
+    block_size: int = 65_536,
+    loader: LoaderConfig = NO_WORKERS,
+    sampler: Any = None,
+    amp: bool = True,
+) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
+    """Per event type, the recent-items window (one of ``choices``) with the best recall@``k`` on
+    ``samples`` (validation sessions), and every window's recall: ``(windows, {type: {window: recall}})``.
+
+    Data where sessions come back to their items (OTTO's orders) want the widest window; data
+    without repeats (a user rates a film once) want none. Ties go to the wider window (it never
+    finds fewer repeats); a type without samples takes the choice over all samples (key ``all``).
+    """
+    choices = tuple(sorted(set(choices)))
+    device = next(model.parameters()).device
+    hits: dict[int, list[np.ndarray]] = {w: [] for w in choices}
+    start = 0
+    for reps, batch in encode_sessions(
+        model, graph, samples.session, samples.cut_ts, batch_size=batch_size, loader=loader,
+        sampler=sampler, amp=amp,
+    ):  # fmt: skip
+        rows = slice(start, start + reps.shape[0])
+        target_type = None
+        if samples.target_type is not None:
+            target_type = torch.tensor(samples.target_type[rows], device=device)
+        target = torch.tensor(samples.target[rows], device=device).unsqueeze(1)
+        for window in choices:
+            index, _ = model.topk(reps, batch, k, target_type, block_size, keep_session_items=window)
+            hits[window].append((index == target).any(dim=1).cpu().numpy())
+        start += reps.shape[0]
+    if start == 0:
+        return {}, {}
+    found = {w: np.concatenate(h) for w, h in hits.items()}
+    types = samples.target_type if samples.target_type is not None else np.full(start, -1)
+    groups = {"all": np.ones(start, dtype=bool)} | {
+        name: types == code for code, name in enumerate(EVENT_TYPES) if (types == code).any()
+    }
+    recalls = {name: {w: float(found[w][mask].mean()) for w in choices} for name, mask in groups.items()}
+    best = {name: max(choices, key=lambda w, r=r: (round(r[w], 12), w)) for name, r in recalls.items()}
+    windows = {name: best.get(name, best["all"]) for name in WINDOW_KEYS}
+    return windows, recalls

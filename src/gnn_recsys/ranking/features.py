@@ -109,7 +109,8 @@ def covisitation_features(
     per_aid = shares.group_by("aid").len()
     fan_out = sources.join(per_aid, on="aid", how="left")["len"].fill_null(0).to_numpy()
     session_ids = sources["session"].to_numpy()
-    ends = np.flatnonzero(np.r_[session_ids[1:] != session_ids[:-1], True]) + 1  # exclusive, per session
+    # exclusive end of each session's rows (none without sessions: a run without a test file)
+    ends = np.flatnonzero(np.r_[session_ids[1:] != session_ids[:-1], True]) + 1 if len(session_ids) else []
     chunk = np.cumsum(fan_out)[ends - 1] // join_rows if len(ends) else np.zeros(0, np.int64)
     boundaries = [0, *ends[np.r_[chunk[1:] != chunk[:-1], True]].tolist()] if len(ends) else [0]
     parts = []

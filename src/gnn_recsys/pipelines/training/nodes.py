@@ -14,7 +14,7 @@ import polars as pl
 
 from gnn_recsys.export.candidates import candidates_frame, typed_candidates
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
-from gnn_recsys.inference.recommend import InferenceConfig, recommend_by_type
+from gnn_recsys.inference.recommend import InferenceConfig, choose_keep_windows, recommend_by_type
 from gnn_recsys.loader.loaders import LoaderConfig
 from gnn_recsys.loader.samples import (
     SampleConfig,
@@ -86,15 +86,45 @@ def train_dgsr_model(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train DGSR (resuming from ``checkpoint_dir`` after an interruption) and keep its best weights."""
     config = FitConfig.from_dict(params)
+    val = SampleSet.from_frame(val_samples)
     result = train_dgsr(
         graph,
         SampleSet.from_frame(train_samples),
-        SampleSet.from_frame(val_samples),
+        val,
         config,
         checkpoint_dir=params["checkpoint_dir"],
         on_epoch_end=_log_epoch,
     )
-    return training_outputs(result, config, graph.num_items)
+    artifact, history = training_outputs(result, config, graph.num_items)
+    inference = InferenceConfig.from_dict(params["inference"])
+    if inference.keep_session_items == "auto" and len(val):
+        windows, recalls = choose_keep_windows(
+            result.model,
+            graph,
+            val,
+            inference.keep_session_items_choices,
+            k=config.train.eval_k,
+            batch_size=config.train.eval_batch_size or config.train.batch_size,
+            block_size=inference.block_size,
+            loader=config.loader,
+            amp=inference.amp,
+        )
+        logger.info(
+            "Recent-items window per list, chosen on the validation sessions: %s (recall@%d %s)",
+            windows,
+            config.train.eval_k,
+            recalls,
+        )
+        artifact["keep_session_items"] = windows
+        history["keep_session_items"] = {"chosen": windows, "val_recall": _string_keys(recalls)}
+        if mlflow.active_run() is not None:
+            mlflow.log_metrics({f"dgsr.keep_session_items.{name}": float(w) for name, w in windows.items()})
+    return artifact, history
+
+
+def _string_keys(recalls: dict[str, dict[int, float]]) -> dict[str, dict[str, float]]:
+    """JSON keys are strings."""
+    return {name: {str(w): r for w, r in values.items()} for name, values in recalls.items()}
 
 
 def refit_dgsr_model(
@@ -131,6 +161,8 @@ def refit_dgsr_model(
         checkpoint_dir=refit.checkpoint_dir,
     )
     artifact, _ = training_outputs(result, config, full_graph.num_items)
+    if "keep_session_items" in local_model:  # no validation here: the local model's choice
+        artifact["keep_session_items"] = dict(local_model["keep_session_items"])
     return artifact
 
 
@@ -146,7 +178,7 @@ def recommend_dgsr(
 ) -> pl.DataFrame:
     """Top-K over the full catalogue for every session of ``test_inputs``, after its last event."""
     model = load_dgsr(artifact).to(resolve_device(params["train"]["device"]))
-    inference = InferenceConfig.from_dict(params["inference"])
+    inference = InferenceConfig.from_dict(params["inference"]).resolve(artifact.get("keep_session_items"))
     sessions = test_inputs["session"].unique(maintain_order=True).to_numpy()
     typed = model.type_head is not None
     lists = recommend_by_type(
@@ -175,6 +207,9 @@ def log_dgsr_to_mlflow(artifact: dict[str, Any], graph: TemporalGraph, params: d
         logger.info("No active MLflow run: the DGSR model is not logged to MLflow")
         return
     info = log_dgsr_model(
-        load_dgsr(artifact), graph, InferenceConfig.from_dict(params), artifact_path="dgsr_model"
+        load_dgsr(artifact),
+        graph,
+        InferenceConfig.from_dict(params).resolve(artifact.get("keep_session_items")),
+        artifact_path="dgsr_model",
     )
     logger.info("Logged DGSR as an MLflow model: %s", info.model_uri)
