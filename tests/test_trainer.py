@@ -53,7 +53,7 @@ TINY = FitConfig().with_(
     model={"embedding_dim": 16, "item_max_length": 6, "user_max_length": 4},
     loss={"kind": "sampled", "num_negatives": 32},
     train={"batch_size": 256, "max_epochs": 3, "samples_per_epoch": None, "warmup_steps": 0, "patience": 5,
-           "lr": 1e-2, "progress": False, "seed": 7},
+           "min_steps": 0, "lr": 1e-2, "progress": False, "seed": 7},
     loader={"num_workers": 0},
 )
 """
@@ -516,6 +516,28 @@ def test_schedule_warms_up_decays_on_each_plateau_and_stops_after_patience(data,
         assert epoch_lrs[-1] == pytest.approx(lr), epoch
         assert result.history[epoch - 1]["lr"] == pytest.approx(lr), epoch
     assert all(lr == pytest.approx(0.005) for lr in lrs[2 * per_epoch : 4 * per_epoch])
+
+
+def test_no_plateau_counts_before_min_steps(data, monkeypatch) -> None:
+    """A scripted curve with min_steps just over 3 epochs of steps: the flat start neither decays the
+    rate nor counts towards patience (small data), the best weights are still the best epoch's."""
+    from gnn_recsys.training import fit  # noqa: PLC0415
+
+    _, graph, train, val = data
+    per_epoch = -(-len(train) // TINY.train.batch_size)
+    curve = iter([0.5, 0.4, 0.4, 0.6, 0.5, 0.5, 0.9])  # plateaus at 2, 3 are too early; 5, 6 stop
+    monkeypatch.setattr(fit, "recall_at_k", lambda *args, **kwargs: next(curve))
+    config = TINY.with_(train={"max_epochs": 10, "patience": 2, "lr": 0.01, "lr_decay": 0.5,
+                               "min_steps": 3 * per_epoch + 1})  # fmt: skip
+    result = train_dgsr(graph, train, val, config)
+
+    assert [h["val_recall@20"] for h in result.history] == [0.5, 0.4, 0.4, 0.6, 0.5, 0.5]
+    assert [h["lr"] for h in result.history] == pytest.approx([0.01] * 5 + [0.005])  # decayed after 5
+    assert result.stopped_early and result.best_epoch == 4 and result.best_metric == 0.6
+    # without min_steps the plateaus of epochs 2 and 3 stop training at epoch 3
+    curve = iter([0.5, 0.4, 0.4, 0.6])
+    early = train_dgsr(graph, train, val, config.with_(train={"min_steps": 0}))
+    assert len(early.history) == 3 and early.best_epoch == 1
 
 
 def test_samples_per_epoch_and_max_samples_cap_what_is_trained(data, monkeypatch) -> None:

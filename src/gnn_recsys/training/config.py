@@ -28,7 +28,8 @@ class TrainConfig:
     each epoch), the learning rate warms up over ``warmup_steps`` and is multiplied by ``lr_decay``
     after every evaluation that does not improve validation recall, and training stops after
     ``patience`` such evaluations, after ``max_epochs`` epochs or after ``max_samples`` samples,
-    whichever comes first.
+    whichever comes first. Before ``min_steps`` optimiser steps a plateau does nothing (the best
+    weights are still kept), so a 10k-event dataset (a few steps per epoch) trains long enough.
     """
 
     batch_size: int = 512
@@ -36,12 +37,15 @@ class TrainConfig:
     weight_decay: float = 1e-5
     optimizer: Literal["adamw", "adam"] = "adamw"  # "adam": L2 penalty in the gradient, as the paper
     grad_clip: float | None = 5.0
-    max_epochs: int = 30
+    max_epochs: int = 100
     samples_per_epoch: int | None = 500_000  # None = every training sample every epoch
     max_samples: int | None = None  # total training budget in samples (None = no cap)
     warmup_steps: int = 100
     lr_decay: float = 0.5
     patience: int = 2
+    #: plateaus neither decay nor stop before this many optimiser steps: a small dataset's epoch is a
+    #: few steps, and its first flat validation values are the warm-up, not convergence
+    min_steps: int = 1000
     eval_k: int = 20
     eval_batch_size: int | None = None  # None = batch_size
     seed: int = 42
@@ -50,8 +54,16 @@ class TrainConfig:
     progress: bool = True  # progress bars (only when stderr is a terminal)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.lr < 0 or self.max_epochs < 0 or self.patience < 1:
-            raise ValueError("train: need batch_size >= 1, lr >= 0, max_epochs >= 0, patience >= 1")
+        if (
+            self.batch_size < 1
+            or self.lr < 0
+            or self.max_epochs < 0
+            or self.patience < 1
+            or self.min_steps < 0
+        ):
+            raise ValueError(
+                "train: need batch_size >= 1, lr >= 0, max_epochs >= 0, patience >= 1, min_steps >= 0"
+            )
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError("train.samples_per_epoch must be >= 1 or null")
         if not 0.0 < self.lr_decay <= 1.0:

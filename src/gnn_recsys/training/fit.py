@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -462,9 +462,11 @@ def train_dgsr(
                 recall = _validate(model, graph, val_samples, config, sampler=sampler, world=world)
                 metrics[metric_name] = recall
                 stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
+                if state.step < config.train.min_steps:  # too early to call a plateau: keep the best only
+                    stop = replace(stop, stale=0, stop=False)
                 if stop.best_epoch == epoch:
                     state.best_state = cpu_state(model)
-                elif not stop.stop:
+                elif not stop.stop and stop.stale:
                     state.decays += 1  # plateau: continue with a smaller step
                 state.best_metric, state.best_epoch, state.stale, state.stopped = (
                     stop.best_metric,
