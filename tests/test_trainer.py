@@ -26,7 +26,7 @@ from gnn_recsys.loader import SampleSet
 from gnn_recsys.models.batch import make_batch
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.models.loss import add_history_bonus
-from gnn_recsys.models.topk import keep_items_in_window, topk_blocked
+from gnn_recsys.models.topk import keep_items_in_window, recent_history_items, topk_blocked
 from gnn_recsys.serving.mlflow_model import DGSRRecommender, append_sessions, log_dgsr_model
 from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
@@ -284,7 +284,10 @@ def test_lists_hold_the_sessions_most_recent_items_first(data) -> None:
     width, k = 5, 12
     plain, _ = recommend(model, graph, sessions, InferenceConfig(top_k=k, keep_session_items=0))
     aids, scores = recommend(
-        model, graph, sessions, InferenceConfig(top_k=k, keep_session_items=width, batch_size=7)
+        model,
+        graph,
+        sessions,
+        InferenceConfig(top_k=k, keep_session_items=width, keep_session_items_by="recency", batch_size=7),
     )
     changed = 0
     for row, session in enumerate(sessions):
@@ -612,3 +615,15 @@ def test_inference_config_windows() -> None:
         InferenceConfig(keep_session_items=-1)
     with pytest.raises(ValueError, match="bad entries"):
         InferenceConfig(keep_session_items={"views": 3})
+
+
+def test_recent_history_items_by_recency_and_by_type() -> None:
+    # one sample, items 7 8 9 in slots 0 1 2; events (oldest first): 7 cart, 8 click, 9 click, 8 click
+    history_item = torch.tensor([[7, 8, 9, -1]])
+    history_slot = torch.tensor([0, 1, 2, 1])
+    history_order = torch.tensor([3, 2, 1, 0])  # 0 = the latest event
+    history_type = torch.tensor([1, 0, 0, 0])
+    by_recency = recent_history_items(history_item, history_slot, history_order, 2)
+    assert by_recency.tolist() == [[-1, 8, 9, -1]]  # 8 (latest), 9
+    by_type = recent_history_items(history_item, history_slot, history_order, 2, history_type=history_type)
+    assert by_type.tolist() == [[7, 8, -1, -1]]  # the carted 7 first, then the latest click 8

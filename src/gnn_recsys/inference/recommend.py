@@ -52,11 +52,19 @@ class InferenceConfig:
     #: model artifact holds it); or a mapping ``{clicks|carts|orders|all: window}``
     keep_session_items: int | str | Mapping[str, int] = "auto"
     keep_session_items_choices: tuple[int, ...] = (0, 5, 10, 20)  # what "auto" picks from
+    #: which own items fill the window: "type" ordered, then carted, then clicked ones, each most
+    #: recent first; "recency" the most recent whatever their type; "score" the model's own ranking
+    keep_session_items_by: str = "type"
 
     def __post_init__(self) -> None:
         value = self.keep_session_items
         choices = tuple(int(c) for c in self.keep_session_items_choices)
         object.__setattr__(self, "keep_session_items_choices", choices)
+        if self.keep_session_items_by not in ("recency", "type", "score"):
+            raise ValueError(
+                "inference.keep_session_items_by must be 'recency', 'type' or 'score', "
+                f"got {self.keep_session_items_by!r}"
+            )
         if not choices or min(choices) < 0:
             raise ValueError(
                 f"inference.keep_session_items_choices must be >= 0 and not empty, got {choices}"
@@ -175,6 +183,7 @@ def recommend_by_type(
                 event_type,
                 config.block_size,
                 keep_session_items=config.window(event_type),
+                keep_by=config.keep_session_items_by,
             )
             items.append(index.cpu().numpy())
             scores.append(score.cpu().numpy())
@@ -262,6 +271,7 @@ def choose_keep_windows(
     loader: LoaderConfig = NO_WORKERS,
     sampler: Any = None,
     amp: bool = True,
+    keep_by: str = "recency",
 ) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
     """Per event type, the recent-items window (one of ``choices``) with the best recall@``k`` on
     ``samples`` (validation sessions), and every window's recall: ``(windows, {type: {window: recall}})``.
@@ -284,7 +294,9 @@ def choose_keep_windows(
             target_type = torch.tensor(samples.target_type[rows], device=device)
         target = torch.tensor(samples.target[rows], device=device).unsqueeze(1)
         for window in choices:
-            index, _ = model.topk(reps, batch, k, target_type, block_size, keep_session_items=window)
+            index, _ = model.topk(
+                reps, batch, k, target_type, block_size, keep_session_items=window, keep_by=keep_by
+            )
             hits[window].append((index == target).any(dim=1).cpu().numpy())
         start += reps.shape[0]
     if start == 0:

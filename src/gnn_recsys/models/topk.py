@@ -37,18 +37,27 @@ def topk_blocked(
 
 
 def recent_history_items(
-    history_item: Tensor, history_slot: Tensor, history_order: Tensor, keep: int
+    history_item: Tensor,
+    history_slot: Tensor,
+    history_order: Tensor,
+    keep: int,
+    history_type: Tensor | None = None,
 ) -> Tensor:
     """``[B, H]`` the session's ``keep`` most recent distinct items of ``history_item``, -1 elsewhere.
 
     ``history_slot`` maps each prefix event to its item's slot in the flat ``[B * H]`` layout and
     ``history_order`` is the event's relative order (0 = the latest): an item's recency is that of
-    its latest occurrence.
+    its latest occurrence. With ``history_type`` (each event's type code) items rank first by the
+    strongest type they had (ordered, then carted, then clicked), then by recency.
     """
     num_samples, width = history_item.shape
     never = torch.iinfo(torch.long).max
     recency = torch.full((num_samples * width,), never, dtype=torch.long, device=history_item.device)
     recency.scatter_reduce_(0, history_slot, history_order.long(), reduce="amin")
+    if history_type is not None:
+        strongest = torch.zeros(num_samples * width, dtype=torch.long, device=history_item.device)
+        strongest.scatter_reduce_(0, history_slot, history_type.long(), reduce="amax")
+        recency = torch.where(recency == never, never, recency + (2 - strongest) * (1 << 32))
     recency = torch.where(history_item >= 0, recency.view(num_samples, width), never)
     rank = recency.argsort(dim=1, stable=True).argsort(dim=1)
     return torch.where((rank < keep) & (history_item >= 0), history_item, -1)

@@ -108,6 +108,7 @@ def train_dgsr_model(
             block_size=inference.block_size,
             loader=config.loader,
             amp=inference.amp,
+            keep_by=inference.keep_session_items_by,
         )
         logger.info(
             "Recent-items window per list, chosen on the validation sessions: %s (recall@%d %s)",
