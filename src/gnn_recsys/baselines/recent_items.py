@@ -14,6 +14,7 @@ import polars as pl
 
 from gnn_recsys.data.split import as_event_table
 from gnn_recsys.export.candidates import CANDIDATE_SCHEMA
+from gnn_recsys.ranking.candidates import history_items, most_recent_items
 
 
 @dataclass(frozen=True)
@@ -28,19 +29,11 @@ class RecentItemsModel:
         if k < 1:
             raise ValueError(f"recommend: k must be >= 1, got {k}")
         events = as_event_table(session_events, name="session_events")  # stable sort: file order kept
-        positions = events.select(
-            "session", "aid", pl.int_range(pl.len(), dtype=pl.Int64).over("session").alias("position")
-        )
-        last = positions.group_by(["session", "aid"]).agg(pl.col("position").max().alias("last_position"))
-        length = positions.group_by("session").agg(pl.len().cast(pl.Int64).alias("length"))
         return (
-            last.join(length, on="session")
-            .sort(["session", "last_position"], descending=[False, True])
-            .group_by("session", maintain_order=True)
-            .head(k)
+            most_recent_items(history_items(events), k)
             .with_columns(
                 pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session").alias("rank"),
-                (pl.col("last_position") + 1 - pl.col("length")).cast(pl.Float32).alias("score"),
+                (-pl.col("events_since_last")).cast(pl.Float32).alias("score"),
                 pl.lit(self.name).alias("model"),
             )
             .select(

@@ -233,8 +233,34 @@ def recall_at_k(
     """
     if len(samples) == 0:
         return float("nan")
+    hits = torch.zeros((), dtype=torch.long, device=next(model.parameters()).device)
+    for found in _target_hits(
+        model, graph, samples, (0,), k=k, batch_size=batch_size, block_size=block_size, loader=loader,
+        sampler=sampler, amp=amp, show_progress=show_progress,
+    ):  # fmt: skip
+        hits += found[0].sum()  # summed on device: one sync at the end
+    return int(hits) / len(samples)
+
+
+def _target_hits(
+    model: DGSR,
+    graph: Any,
+    samples: SampleSet,
+    windows: tuple[int, ...],
+    *,
+    k: int,
+    batch_size: int,
+    block_size: int,
+    loader: LoaderConfig,
+    sampler: Any,
+    amp: bool,
+    show_progress: bool = False,
+    keep_by: str = "recency",
+) -> Iterator[dict[int, Tensor]]:
+    """Per loader batch of ``samples``, ``{window: [b] bool on the model's device}``: whether each
+    sample's target is in its top ``k`` with that recent-items window (typed samples through the
+    head of their target's type)."""
     device = next(model.parameters()).device
-    hits = torch.zeros((), dtype=torch.long, device=device)  # summed on device: one sync at the end
     start = 0
     for reps, batch in encode_sessions(
         model,
@@ -251,11 +277,15 @@ def recall_at_k(
         target_type = None
         if samples.target_type is not None:
             target_type = torch.tensor(samples.target_type[rows], device=device)
-        index, _ = model.topk(reps, batch, k, target_type, block_size)
-        target = torch.tensor(samples.target[rows], device=device)
-        hits += (index == target.unsqueeze(1)).any(dim=1).sum()
+        target = torch.tensor(samples.target[rows], device=device).unsqueeze(1)
+        found = {}
+        for window in windows:
+            index, _ = model.topk(
+                reps, batch, k, target_type, block_size, keep_session_items=window, keep_by=keep_by
+            )
+            found[window] = (index == target).any(dim=1)
+        yield found
         start += reps.shape[0]
-    return int(hits) / len(samples)
 
 
 @torch.no_grad()
@@ -281,29 +311,19 @@ def choose_keep_windows(
     finds fewer repeats); a type without samples takes the choice over all samples (key ``all``).
     """
     choices = tuple(sorted(set(choices)))
-    device = next(model.parameters()).device
-    hits: dict[int, list[np.ndarray]] = {w: [] for w in choices}
-    start = 0
-    for reps, batch in encode_sessions(
-        model, graph, samples.session, samples.cut_ts, batch_size=batch_size, loader=loader,
-        sampler=sampler, amp=amp,
-    ):  # fmt: skip
-        rows = slice(start, start + reps.shape[0])
-        target_type = None
-        if samples.target_type is not None:
-            target_type = torch.tensor(samples.target_type[rows], device=device)
-        target = torch.tensor(samples.target[rows], device=device).unsqueeze(1)
-        for window in choices:
-            index, _ = model.topk(
-                reps, batch, k, target_type, block_size, keep_session_items=window, keep_by=keep_by
-            )
-            hits[window].append((index == target).any(dim=1).cpu().numpy())
-        start += reps.shape[0]
-    if start == 0:
+    if len(samples) == 0:
         return {}, {}
+    hits: dict[int, list[np.ndarray]] = {w: [] for w in choices}
+    for found in _target_hits(
+        model, graph, samples, choices, k=k, batch_size=batch_size, block_size=block_size, loader=loader,
+        sampler=sampler, amp=amp, keep_by=keep_by,
+    ):  # fmt: skip
+        for window, hit in found.items():
+            hits[window].append(hit.cpu().numpy())
+    num_samples = len(samples)
     found = {w: np.concatenate(h) for w, h in hits.items()}
-    types = samples.target_type if samples.target_type is not None else np.full(start, -1)
-    groups = {"all": np.ones(start, dtype=bool)} | {
+    types = samples.target_type if samples.target_type is not None else np.full(num_samples, -1)
+    groups = {"all": np.ones(num_samples, dtype=bool)} | {
         name: types == code for code, name in enumerate(EVENT_TYPES) if (types == code).any()
     }
     recalls = {name: {w: float(found[w][mask].mean()) for w in choices} for name, mask in groups.items()}

@@ -431,15 +431,14 @@ class DGSR(nn.Module):
         if keep_session_items <= 0 or batch.history_item is None or batch.history_item.shape[1] == 0:
             return index, score
         width = min(keep_session_items, index.shape[1])  # the window (the list may be shorter)
+        # [B, H] scores of the session's own items, aligned with history_item's slots
+        kept_score = (query.unsqueeze(1) * items[batch.history_item.clamp(min=0)]).sum(dim=-1)
+        if bonus is not None:
+            kept_score = kept_score + bonus.float()
         if keep_by == "score":  # the session's own items the model itself ranks highest
-            history_score = (query.unsqueeze(1) * items[batch.history_item.clamp(min=0)]).sum(dim=-1)
-            if bonus is not None:
-                history_score = history_score + bonus.float()
-            history_score = history_score.masked_fill(batch.history_item < 0, float("-inf"))
-            top = history_score.topk(min(width, history_score.shape[1]), dim=1)
-            kept = torch.where(
-                torch.isfinite(top.values), torch.gather(batch.history_item, 1, top.indices), -1
-            )
+            ranked = kept_score.masked_fill(batch.history_item < 0, float("-inf"))
+            rank = ranked.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+            kept = torch.where((rank < width) & (batch.history_item >= 0), batch.history_item, -1)
         elif keep_by in ("recency", "type"):
             kept = recent_history_items(
                 batch.history_item,
@@ -450,9 +449,6 @@ class DGSR(nn.Module):
             )
         else:
             raise ValueError(f"keep_by must be 'recency', 'type' or 'score', got {keep_by!r}")
-        kept_score = (query.unsqueeze(1) * items[kept.clamp(min=0)]).sum(dim=-1)
-        if bonus is not None:
-            kept_score = kept_score + torch.gather(bonus.float(), 1, _slot_of(batch.history_item, kept))
         order = torch.where(kept >= 0, 0, 1).argsort(dim=1, stable=True)[:, :width]
         kept, kept_score = torch.gather(kept, 1, order), torch.gather(kept_score, 1, order)
         if kept.shape[1] < width:  # fewer history slots than the window: pad
@@ -460,12 +456,6 @@ class DGSR(nn.Module):
             kept = torch.cat([kept, kept.new_full((kept.shape[0], pad), -1)], dim=1)
             kept_score = torch.cat([kept_score, kept_score.new_zeros((kept.shape[0], pad))], dim=1)
         return keep_items_in_window(index, score, kept, kept_score)
-
-
-def _slot_of(history_item: Tensor, kept: Tensor) -> Tensor:
-    """``[B, W]`` the column of each kept item in ``history_item`` (0 for padding; items are distinct)."""
-    match = (kept.unsqueeze(2) == history_item.unsqueeze(1)) & (kept >= 0).unsqueeze(2)
-    return match.long().argmax(dim=2)
 
 
 def _with_pad_row(emb: Tensor) -> Tensor:

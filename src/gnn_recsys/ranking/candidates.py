@@ -104,6 +104,15 @@ def history_items(session_events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def most_recent_items(history: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Each session's ``k`` latest distinct items of :func:`history_items`'s table, latest first."""
+    return (
+        history.sort(["session", "last_position"], descending=[False, True])
+        .group_by("session", maintain_order=True)
+        .head(k)
+    )
+
+
 def candidate_keys(
     sources: Mapping[str, pl.DataFrame], history: pl.DataFrame, config: CandidateConfig
 ) -> pl.DataFrame:
@@ -119,12 +128,7 @@ def candidate_keys(
             raise ValueError(f"ranking.candidates.source_k has no entry for source {name!r}")
         parts.append(lists.filter(pl.col("rank") <= k).select(KEY))
     if config.history_k:
-        recent = (
-            history.sort(["session", "last_position"], descending=[False, True])
-            .group_by("session", maintain_order=True)
-            .head(config.history_k)
-            .select("session", "aid")
-        )
+        recent = most_recent_items(history, config.history_k).select("session", "aid")
         types = pl.DataFrame({"type": list(TYPE_CODES)}, schema={"type": pl.Int8})
         parts.append(recent.join(types, how="cross").select(KEY))
     if not parts:

@@ -110,7 +110,11 @@ def covisitation_features(
     fan_out = sources.join(per_aid, on="aid", how="left")["len"].fill_null(0).to_numpy()
     session_ids = sources["session"].to_numpy()
     # exclusive end of each session's rows (none without sessions: a run without a test file)
-    ends = np.flatnonzero(np.r_[session_ids[1:] != session_ids[:-1], True]) + 1 if len(session_ids) else []
+    ends = (
+        np.flatnonzero(np.r_[session_ids[1:] != session_ids[:-1], True]) + 1
+        if len(session_ids)
+        else np.zeros(0, np.int64)
+    )
     chunk = np.cumsum(fan_out)[ends - 1] // join_rows if len(ends) else np.zeros(0, np.int64)
     boundaries = [0, *ends[np.r_[chunk[1:] != chunk[:-1], True]].tolist()] if len(ends) else [0]
     parts = []
