@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.graph.temporal_graph import AppendedArray, TemporalGraph, build_temporal_graph
 
 
 def random_events(seed: int, n_sessions: int = 40, n_items: int = 25, max_len: int = 12) -> pl.DataFrame:
@@ -199,3 +199,22 @@ def test_empty_event_table_builds_an_empty_graph() -> None:
     graph = build_temporal_graph(empty)
     graph.validate()
     assert (graph.num_sessions, graph.num_items, graph.num_events) == (0, 0, 0)
+
+
+def test_appended_array_reads_as_the_concatenation() -> None:
+    rng = np.random.default_rng(3)
+    base, tail = rng.integers(0, 1000, 50).astype(np.int32), rng.integers(0, 1000, 7)
+    lazy, joined = AppendedArray(base, tail), np.concatenate([base, tail.astype(np.int32)])
+    assert len(lazy) == 57 and lazy.shape == (57,) and lazy.dtype == np.int32
+    for index in (rng.integers(0, 57, 40), rng.integers(0, 50, 40), rng.integers(50, 57, (3, 4))):
+        np.testing.assert_array_equal(lazy[index], joined[index])
+        np.testing.assert_array_equal(np.take(lazy, index), joined[index])
+    assert lazy[49] == joined[49] and lazy[50] == joined[50] and lazy[-1] == joined[-1]
+    np.testing.assert_array_equal(lazy[45:], joined[45:])
+    np.testing.assert_array_equal(np.asarray(lazy), joined)
+    # Unchecked gathers (the sampler's probes past a segment) clamp instead of failing.
+    np.testing.assert_array_equal(lazy.take(np.array([3, 56, 60]), mode="clip"), joined[[3, 56, 56]])
+    with pytest.raises(IndexError):
+        lazy.take(np.array([57]))
+    with pytest.raises(IndexError, match="out of bounds"):
+        lazy[57]

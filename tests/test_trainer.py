@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from gnn_recsys.graph.sampler import TemporalSubgraphSampler
-from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
+from gnn_recsys.graph.temporal_graph import AppendedArray, TemporalGraph, build_temporal_graph
 from gnn_recsys.inference import InferenceConfig, recall_at_k, recommend, recommend_by_type
 from gnn_recsys.inference.recommend import choose_keep_windows
 from gnn_recsys.loader import SampleSet
@@ -366,6 +366,13 @@ def test_mlflow_pyfunc_round_trip(data, tmp_path: Path) -> None:
     # The same answer as the in-memory model on the appended view ...
     appended, ids, indices = append_sessions(graph, pl.from_pandas(request))
     want, want_scores = recommend(model, appended, indices, InferenceConfig(top_k=7), event_type=0)
+    # ... which copies nothing of the stored graph (its session arrays are lazy appends of the mapped
+    # ones) and answers as the same arrays concatenated would.
+    assert isinstance(appended.ev_ts, AppendedArray) and np.shares_memory(appended.ev_ts.base, graph.ev_ts)
+    copied = TemporalGraph(**{name: np.asarray(array) for name, array in appended.arrays().items()})
+    copied_aids, copied_scores = recommend(model, copied, indices, InferenceConfig(top_k=7), event_type=0)
+    np.testing.assert_array_equal(copied_aids, want)
+    np.testing.assert_array_equal(copied_scores, want_scores)
     got = out.sort_values(["session", "rank"])
     np.testing.assert_array_equal(got["aid"].to_numpy().reshape(2, 7), want)
     np.testing.assert_allclose(got["score"].to_numpy().reshape(2, 7), want_scores, rtol=1e-5, atol=1e-6)

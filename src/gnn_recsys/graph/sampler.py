@@ -50,7 +50,9 @@ from gnn_recsys.graph.temporal_graph import (
     ITEM_SESSION_POS,
     ITEM_TS,
     SESSION_POS_LOW32,
+    AppendedArray,
     TemporalGraph,
+    gatherable,
 )
 
 logger = logging.getLogger(__name__)
@@ -145,19 +147,23 @@ class _NumpyOps:
     # mode="wrap" is ~3x faster than the default bounds-checked gather (NumPy 2.x); indices here
     # are in range by construction (see take_unchecked for the ones that may not be).
     @staticmethod
-    def take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def take(array: Any, index: np.ndarray) -> np.ndarray:
         """``array[index]`` along the first axis (rows of a 2-D array)."""
+        if isinstance(array, AppendedArray):
+            return array.take(index, mode="clip")
         if not array.flags.c_contiguous:  # np.take would copy the whole array first
             return array[index]
         return np.take(array, index, axis=0, mode="wrap")
 
     @staticmethod
-    def take64(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def take64(array: Any, index: np.ndarray) -> np.ndarray:
         return np.take(array, index, mode="wrap").astype(np.int64, copy=False)
 
     @staticmethod
-    def take_unchecked(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def take_unchecked(array: Any, index: np.ndarray) -> np.ndarray:
         """Gather where out-of-range indices may occur; their values are garbage and must be masked."""
+        if isinstance(array, AppendedArray):
+            return array.take(index, mode="clip")
         if not array.flags.c_contiguous:
             return array[np.clip(index, 0, len(array) - 1)]
         return np.take(array, index, axis=0, mode="wrap")
@@ -368,7 +374,8 @@ class TemporalSubgraphSampler:
     def _prepare(self) -> tuple[Any, dict[str, Any]]:
         if self._arrays is None:
             self._ops = _NumpyOps()
-            self._arrays = {name: np.asarray(a) for name, a in self.graph.arrays().items()}
+            # gatherable: a serving view's appended session arrays stay lazy (np.asarray would copy them)
+            self._arrays = {name: gatherable(a) for name, a in self.graph.arrays().items()}
             # The item view's ts column, searched in place (a strided view, no copy).
             self._arrays["item_ts"] = self._arrays["item_view"][:, ITEM_TS]
         return self._ops, self._arrays
@@ -496,10 +503,11 @@ def context_events(
     node = np.asarray(layer.node)
     event = np.asarray(layer.event)
     cut = np.asarray(batch.cut_ts)[np.asarray(batch.sample_of(hop))]
-    rank = event - np.asarray(graph.session_ptr)[node]
-    remaining = np.asarray(graph.session_ptr)[node + 1] - 1 - event
+    session_ptr = gatherable(graph.session_ptr)
+    rank = event - session_ptr[node]
+    remaining = session_ptr[node + 1] - 1 - event
     return _context(
-        _NumpyOps(), np.asarray(graph.ev_ts), event, rank, remaining, cut=cut, before=before, after=after
+        _NumpyOps(), gatherable(graph.ev_ts), event, rank, remaining, cut=cut, before=before, after=after
     )
 
 
@@ -622,5 +630,5 @@ def inference_samples(graph: TemporalGraph, session_indices: np.ndarray) -> tupl
     session_indices = np.asarray(session_indices, dtype=np.int64)
     if len(session_indices) and (session_indices.min() < 0 or session_indices.max() >= graph.num_sessions):
         raise ValueError(f"session indices must lie in [0, {graph.num_sessions})")
-    last_event = np.asarray(graph.session_ptr)[session_indices + 1] - 1
-    return session_indices, np.asarray(graph.ev_ts)[last_event].astype(np.int64) + 1
+    last_event = gatherable(graph.session_ptr)[session_indices + 1] - 1
+    return session_indices, gatherable(graph.ev_ts)[last_event].astype(np.int64) + 1

@@ -283,6 +283,77 @@ class TemporalGraph:
             raise ValueError(f"temporal graph invariants broken: {broken}")
 
 
+class AppendedArray:
+    """A read-only 1-D array that reads as ``base`` followed by ``tail``, never concatenated.
+
+    The MLflow model appends a request's few events to the session side of a graph of millions:
+    copying the base per request would cost O(events) (~4.5 GB at OTTO size). Gathers (``a[index]``,
+    :meth:`take`) split the index at ``len(base)``; ``base`` stays memory-mapped. Code that needs a
+    gatherable array calls :func:`gatherable` instead of ``np.asarray``, which would copy.
+    """
+
+    def __init__(self, base: np.ndarray, tail: np.ndarray) -> None:
+        self.base = np.asarray(base)
+        if self.base.ndim != 1:
+            raise ValueError(f"AppendedArray takes 1-D arrays, got a base of shape {self.base.shape}")
+        self.tail = np.ascontiguousarray(tail, dtype=self.base.dtype)
+        self.split = len(self.base)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.split + len(self.tail),)
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return self.split + len(self.tail)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (int, np.integer)):
+            position = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= position < len(self):
+                raise IndexError(f"index {int(index)} is out of bounds for length {len(self)}")
+            return self.base[position] if position < self.split else self.tail[position - self.split]
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        return self.take(np.asarray(index))
+
+    def take(self, index: Any, axis: int | None = None, out: None = None, mode: str = "raise") -> np.ndarray:
+        """``self[index]`` for non-negative integer ``index`` of any shape (``np.take`` calls this).
+
+        ``mode="raise"`` requires ``index`` in range; any other mode clamps out-of-range indices (the
+        sampler's unchecked gathers mask those values anyway).
+        """
+        if axis not in (None, 0) or out is not None:
+            raise TypeError("AppendedArray.take supports axis=0 and no out= only")
+        index = np.asarray(index)
+        if mode != "raise":
+            index = np.clip(index, 0, len(self) - 1)
+        if index.size == 0 or int(index.max()) < self.split:
+            return self.base[index]
+        out = np.empty(index.shape, dtype=self.dtype)
+        in_tail = index >= self.split
+        out[~in_tail] = self.base[index[~in_tail]]
+        out[in_tail] = self.tail[index[in_tail] - self.split]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The concatenation (O(length): what this class exists to avoid; for tests and tools)."""
+        joined = np.concatenate([self.base, self.tail])
+        return joined if dtype is None else joined.astype(dtype, copy=False)
+
+
+def gatherable(array: Any) -> Any:
+    """``array`` as something ``array[index]`` gathers from: an ndarray, or an :class:`AppendedArray` as is."""
+    return array if isinstance(array, AppendedArray) else np.asarray(array)
+
+
 def _rebuild(arrays: dict[str, np.ndarray]) -> TemporalGraph:
     return TemporalGraph(**arrays)
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gnn_recsys.graph.sampler import context_events
+from gnn_recsys.graph.temporal_graph import gatherable
 from gnn_recsys.models.conv.dgrn_conv import ChildLayout
 
 NUM_EVENT_TYPES = 3
@@ -153,8 +154,8 @@ def make_batch(
         raise ValueError(
             f"model has {num_layers} layers but the subgraph has only {len(hops)} hops beyond hop 0"
         )
-    ev_type = np.asarray(graph.ev_type)
-    ev_item = np.asarray(graph.ev_item)
+    ev_type = gatherable(graph.ev_type)
+    ev_item = gatherable(graph.ev_item)
     num_items = len(graph.item_aid)
     blocks: list[HopBlock] = []
     num_parents = num_samples
@@ -238,7 +239,7 @@ def _prefix_events(
     edge, so no search is needed: a ragged ``arange`` back from ``last_event``.
     """
     session = np.asarray(subgraph.session, dtype=np.int64)[sample]
-    start = np.maximum(np.asarray(graph.session_ptr)[session], last_event + 1 - length)
+    start = np.maximum(gatherable(graph.session_ptr)[session], last_event + 1 - length)
     counts = last_event + 1 - start
     total = int(counts.sum())
     owner = np.repeat(np.arange(len(sample)), counts)

@@ -10,8 +10,9 @@ What a logged model holds:
   ``mlflow.pyfunc.load_model(uri, model_config={"graph_path": ...})`` can point it elsewhere.
 
 ``load_context`` maps the graph once. ``predict`` takes sessions as events (``session, aid, ts,
-type``; any integer dtypes), appends them to a *view* of the graph -- the session-side arrays with
-the request's events at the end, the item side shared as it is, so nothing is rebuilt or re-sorted --
+type``; any integer dtypes), appends them to a *view* of the graph -- the session-side arrays read
+as the stored ones followed by the request's events (:class:`AppendedArray`, nothing copied), the item
+side shared as it is, so nothing is rebuilt, re-sorted or copied --
 and scores each session after its last event. Request sessions are new sessions: an id that also
 exists in the graph is a different session. Their events do not enter the item side, so they are
 nobody's neighbours. Events whose aid is not in the catalogue cannot be embedded: they are dropped
@@ -37,7 +38,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from gnn_recsys.data.schema import event_type_code
-from gnn_recsys.graph.temporal_graph import TemporalGraph
+from gnn_recsys.graph.temporal_graph import AppendedArray, TemporalGraph
 from gnn_recsys.inference.recommend import InferenceConfig, recommend
 from gnn_recsys.models.config import ModelConfig
 from gnn_recsys.models.dgsr import DGSR
@@ -90,13 +91,13 @@ def append_sessions(
     input_ids, counts = np.unique(events["session"].to_numpy(), return_counts=True)
     if len(input_ids) == 0:
         return graph, input_ids, np.zeros(0, dtype=np.int64)
-    first_new = int(np.asarray(graph.session_id).max()) + 1 if graph.num_sessions else 0
+    first_new = int(graph.session_id[-1]) + 1 if graph.num_sessions else 0  # ids are ascending
     if first_new + len(input_ids) > np.iinfo(np.int32).max:
         raise ValueError("DGSR predict: too many sessions for Int32 session ids")
     item = events["item"].to_numpy().astype(np.int32)
     ts = events["ts"].to_numpy()
     # Search hint of each new event in its item's time-sorted rows: the last row not later than it.
-    item_ptr, item_ts = np.asarray(graph.item_ptr), graph.item_ts
+    item_ptr, item_ts = graph.item_ptr, graph.item_ts
     item_pos = np.array(
         [
             item_ptr[i] + np.searchsorted(item_ts[item_ptr[i] : item_ptr[i + 1]], t, "right") - 1
@@ -105,16 +106,17 @@ def append_sessions(
         dtype=np.int64,
     )
     num_events = graph.num_events
+    # Lazy appends: the stored session-side arrays stay memory-mapped, nothing O(events) is copied.
     view = TemporalGraph(
         item_aid=graph.item_aid,
-        session_id=np.concatenate(
-            [graph.session_id, np.arange(first_new, first_new + len(input_ids), dtype=np.int32)]
+        session_id=AppendedArray(
+            graph.session_id, np.arange(first_new, first_new + len(input_ids), dtype=np.int32)
         ),
-        session_ptr=np.concatenate([graph.session_ptr, num_events + np.cumsum(counts)]),
-        ev_item=np.concatenate([graph.ev_item, item]),
-        ev_ts=np.concatenate([graph.ev_ts, ts.astype(np.int64)]),
-        ev_type=np.concatenate([graph.ev_type, events["type"].to_numpy().astype(np.int8)]),
-        ev_item_pos=np.concatenate([graph.ev_item_pos, item_pos]),
+        session_ptr=AppendedArray(graph.session_ptr, num_events + np.cumsum(counts)),
+        ev_item=AppendedArray(graph.ev_item, item),
+        ev_ts=AppendedArray(graph.ev_ts, ts),
+        ev_type=AppendedArray(graph.ev_type, events["type"].to_numpy()),
+        ev_item_pos=AppendedArray(graph.ev_item_pos, item_pos),
         item_ptr=graph.item_ptr,
         item_view=graph.item_view,
     )
