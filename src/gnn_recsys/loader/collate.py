@@ -63,4 +63,5 @@ class SubgraphCollate:
             target=self.samples.target[rows] if self.with_target else None,
             target_type=self.samples.target_type[rows] if typed else None,
             history_length=self.config.history_length if self.config.repeat_bonus else None,
+            neighbour_items=self.config.neighbour_items,
         )

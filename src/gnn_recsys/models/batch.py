@@ -70,6 +70,12 @@ class DGSRBatch:
     history_slot: Tensor | None = None  # [E1] flat index into [B * H] of each hop-1 edge
     history_order: Tensor | None = None  # [E1] the edge's relative order (0 = most recent)
     history_type: Tensor | None = None  # [E1] the edge's event type
+    # New items next to the session's items in neighbour sessions (hop-2 context windows), for the
+    # co-visitation bonus: one row per distinct (sample, item) outside the sample's history.
+    neighbour_item: Tensor | None = None  # [B, M] int64 item index, -1 = padding
+    neighbour_slot: Tensor | None = None  # [O] flat index into [B * M] of each occurrence
+    neighbour_order: Tensor | None = None  # [O] relative order of the session item it came through
+    neighbour_side: Tensor | None = None  # [O] context column it sits in (0..before+after-1)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -86,6 +92,10 @@ class DGSRBatch:
             history_slot=move(self.history_slot),
             history_order=move(self.history_order),
             history_type=move(self.history_type),
+            neighbour_item=move(self.neighbour_item),
+            neighbour_slot=move(self.neighbour_slot),
+            neighbour_order=move(self.neighbour_order),
+            neighbour_side=move(self.neighbour_side),
         )
 
     def pin_memory(self) -> DGSRBatch:
@@ -103,6 +113,10 @@ class DGSRBatch:
             history_slot=pin(self.history_slot),
             history_order=pin(self.history_order),
             history_type=pin(self.history_type),
+            neighbour_item=pin(self.neighbour_item),
+            neighbour_slot=pin(self.neighbour_slot),
+            neighbour_order=pin(self.neighbour_order),
+            neighbour_side=pin(self.neighbour_side),
         )
 
 
@@ -140,8 +154,12 @@ def make_batch(
     target: np.ndarray | None = None,
     target_type: np.ndarray | None = None,
     history_length: int | None = None,
+    neighbour_items: int = 0,
 ) -> DGSRBatch:
     """Turn a sampler :class:`~gnn_recsys.graph.sampler.SubgraphBatch` into model tensors.
+
+    ``neighbour_items = M > 0`` also lists, per sample, up to ``M`` new items of the hop-2 context
+    windows (what neighbour sessions did around the session's items), for the co-visitation bonus.
 
     Uses hops ``1..num_layers`` (``subgraph.hops[h-1]`` is hop ``h``). Session hops take their context
     windows from ``Hop.context`` (the sampler's ``context_window``); when the sampler ran without one
@@ -158,6 +176,7 @@ def make_batch(
     ev_item = gatherable(graph.ev_item)
     num_items = len(graph.item_aid)
     blocks: list[HopBlock] = []
+    neighbours: tuple[np.ndarray, ...] | None = None
     num_parents = num_samples
     last_item = np.full(num_samples, -1, dtype=np.int64)
     prefix_count = np.zeros(num_samples, dtype=np.int64)
@@ -177,12 +196,18 @@ def make_batch(
                 )
                 history = _history(hist_parent, ev_item[hist_event], num_samples, num_items)
                 history_type = ev_type[hist_event]
+        if h == 1:
+            hop1_parent, hop1_order = parent, order
         ctx = None
         if h % 2 == 0:
             ctx = getattr(hop, "context", None)
             if ctx is None:
                 ctx = context_events(graph, subgraph, h, *context_window)
             ctx = np.asarray(ctx, dtype=np.int64)
+        if h == 2 and neighbour_items > 0:
+            neighbours = _neighbour_items(
+                ctx, hop1_parent[parent], hop1_order[parent], ev_item, history[0], num_items, neighbour_items
+            )
         if not leaf:
             source, row_node, row_ctx = np.arange(len(node), dtype=np.int64), node, ctx
         elif ctx is None:  # item leaf: one row per distinct item
@@ -227,6 +252,63 @@ def make_batch(
         history_slot=torch.from_numpy(history[1]),
         history_order=torch.from_numpy(np.ascontiguousarray(history_order, dtype=np.int64)),
         history_type=torch.from_numpy(np.ascontiguousarray(history_type, dtype=np.int64)),
+        **(
+            {}
+            if neighbours is None
+            else {
+                f"neighbour_{name}": torch.from_numpy(np.ascontiguousarray(array, dtype=np.int64))
+                for name, array in zip(("item", "slot", "order", "side"), neighbours, strict=True)
+            }
+        ),
+    )
+
+
+def _neighbour_items(  # noqa: PLR0917
+    ctx: np.ndarray,
+    edge_sample: np.ndarray,
+    edge_order: np.ndarray,
+    ev_item: Any,
+    history_item: np.ndarray,
+    num_items: int,
+    limit: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(items [B, M], slot, order, side)`` of the new items in the hop-2 context windows ``ctx``.
+
+    ``ctx [N2, C]`` are the events around each neighbour session's event on a session item (-1 where
+    none before the cut); ``edge_sample``/``edge_order``: each hop-2 edge's sample and the recency of
+    the session item it hangs below. Items of the sample's own history are left out (the repeat bonus
+    scores them); per sample the ``limit`` items with the largest ``sum 1 / (1 + order)`` are kept.
+    One occurrence per (edge, column): ``slot`` into the flat ``[B * M]`` layout, ``order``, ``side``.
+    """
+    num_samples = len(history_item)
+    rows, side = np.nonzero(ctx >= 0)
+    sample = edge_sample[rows]
+    order = edge_order[rows]
+    key = sample * num_items + ev_item[ctx[rows, side]].astype(np.int64)
+    own = np.nonzero(history_item >= 0)
+    own_keys = np.sort(own[0].astype(np.int64) * num_items + history_item[own])
+    if len(own_keys):
+        found = np.minimum(np.searchsorted(own_keys, key), len(own_keys) - 1)
+        new = own_keys[found] != key
+        key, order, side = key[new], order[new], side[new]
+    distinct, occurrence = np.unique(key, return_inverse=True)  # sorted by sample, then item
+    weight = np.bincount(occurrence, weights=1.0 / (1.0 + order), minlength=len(distinct))
+    distinct_sample = distinct // num_items
+    ranked = np.lexsort((-weight, distinct_sample))  # per sample, heaviest first
+    start = np.searchsorted(distinct_sample[ranked], distinct_sample[ranked], side="left")
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[ranked] = np.arange(len(distinct)) - start
+    kept = rank < limit
+    width = int(min(limit, rank.max() + 1)) if len(rank) else 0
+    items = np.full((num_samples, width), -1, dtype=np.int64)
+    items[distinct_sample[kept], rank[kept]] = distinct[kept] % num_items
+    slot_of_distinct = distinct_sample * width + rank
+    occurrence_kept = kept[occurrence]
+    return (
+        items,
+        slot_of_distinct[occurrence[occurrence_kept]],
+        order[occurrence_kept],
+        side[occurrence_kept],
     )
 
 

@@ -48,6 +48,10 @@ class ModelConfig:
     type_heads: bool = True  # one head per event type: a clicks, a carts and an orders list
     repeat_bonus: bool = True  # learned bonus for the session's own earlier items
     history_length: int | None = 100  # ... among its last events (None: its hop-1 items)
+    #: Learned co-visitation bonus for up to this many new items per sample (0 = off): the items in the
+    #: context windows of the neighbour sessions' events on the session's items, by how recent the
+    #: session item and which side of the window (needs num_layers >= 2 and a context window).
+    neighbour_items: int = 0
     sparse_embedding: bool = False  # sparse item-table gradients + SparseAdam (CPU, big catalogues)
 
     def __post_init__(self) -> None:
@@ -59,6 +63,10 @@ class ModelConfig:
             raise ValueError("model.context_window must be two non-negative ints (before, after)")
         if self.readout not in ("default", "paper"):
             raise ValueError(f"model.readout must be 'default' or 'paper', got {self.readout!r}")
+        if self.neighbour_items < 0:
+            raise ValueError(f"model.neighbour_items must be >= 0, got {self.neighbour_items}")
+        if self.neighbour_items and (self.num_layers < 2 or sum(self.context_window) == 0):
+            raise ValueError("model.neighbour_items needs num_layers >= 2 and a non-empty context_window")
         if self.attention not in ("dense", "segment"):
             raise ValueError(f"model.attention must be 'dense' or 'segment', got {self.attention!r}")
         object.__setattr__(self, "context_window", tuple(int(x) for x in self.context_window))

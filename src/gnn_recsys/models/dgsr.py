@@ -114,6 +114,7 @@ class DGSR(nn.Module):
         distinct_sessions: bool = False,
         readout: Readout = "default",
         tie_weights: bool = False,
+        neighbour_items: int = 0,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -172,6 +173,17 @@ class DGSR(nn.Module):
         self.repeat_prior = (
             nn.Parameter(torch.zeros(num_event_types if type_heads else 1, prior_orders, num_event_types))
             if repeat_bonus
+            else None
+        )
+        # Learned co-visitation bonus: new items that neighbour sessions had next to the session's items
+        # (hop-2 context windows), by the session item's recency and the side of the window. Sparse
+        # catalogues leave most item embeddings untrained; this scores such items from counts.
+        self.neighbour_items = neighbour_items
+        self.neighbour_prior = (
+            nn.Parameter(
+                torch.zeros(num_event_types if type_heads else 1, item_max_length, sum(self.context_window))
+            )
+            if neighbour_items
             else None
         )
         self.reset_parameters()
@@ -324,6 +336,49 @@ class DGSR(nn.Module):
         valid = batch.history_item >= 0
         return torch.where(valid, total.view(num_samples, width).clamp(min=1e-30).log(), 0.0)
 
+    def neighbour_bonus(self, batch: DGSRBatch, event_type: Tensor | int | None = None) -> Tensor | None:
+        """``[B, M]`` co-visitation bonus of the batch's ``neighbour_item`` (None when off).
+
+        ``bonus(i) = log(1 + sum_j exp(gamma[t, o_j, s_j]))`` over the occurrences ``j`` of item ``i`` in
+        the context windows of neighbour sessions' events on the session's items: ``o_j`` the recency of
+        that session item, ``s_j`` the window column, ``t`` the target type. Never negative, so an item
+        gains from being next to the session's items (``gamma = 0`` gives ``log(1 + count)``).
+        """
+        if self.neighbour_prior is None or batch.neighbour_item is None:
+            return None
+        prior = self.neighbour_prior
+        num_samples, width = batch.neighbour_item.shape
+        order = batch.neighbour_order.clamp(max=prior.shape[1] - 1)
+        if prior.shape[0] == 1 or event_type is None:
+            head = torch.zeros_like(order)
+        elif isinstance(event_type, int):
+            head = torch.full_like(order, event_type)
+        else:
+            head = event_type[torch.div(batch.neighbour_slot, max(width, 1), rounding_mode="floor")]
+        logit = prior[head, order, batch.neighbour_side]
+        total = logit.new_zeros(num_samples * width).index_add_(0, batch.neighbour_slot, logit.exp())
+        valid = batch.neighbour_item >= 0
+        return torch.where(valid, total.view(num_samples, width).log1p(), 0.0)
+
+    def item_bonus(
+        self, batch: DGSRBatch, event_type: Tensor | int | None = None
+    ) -> tuple[Tensor, Tensor] | None:
+        """``(items [B, H + M], bonus [B, H + M])``: the repeat and the co-visitation bonus together
+        (distinct items per row: neighbour items exclude the history), or None when both are off."""
+        parts = [
+            (items, bonus)
+            for items, bonus in (
+                (batch.history_item, self.history_bonus(batch, event_type)),
+                (batch.neighbour_item, self.neighbour_bonus(batch, event_type)),
+            )
+            if bonus is not None
+        ]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
+
     def score_all(self, session_repr: Tensor) -> Tensor:
         """Scores ``[B, num_items]`` of every catalogue item."""
         return session_repr @ self.item_embedding.weight.to(session_repr.dtype).T
@@ -349,6 +404,7 @@ class DGSR(nn.Module):
             distinct_sessions=config.distinct_sessions,
             readout=config.readout,
             tie_weights=config.tie_weights,
+            neighbour_items=config.neighbour_items,
         )
 
     @property
@@ -372,6 +428,7 @@ class DGSR(nn.Module):
             repeat_bonus=self.repeat_prior is not None,
             history_length=self.history_length,
             sparse_embedding=self.item_embedding.sparse,
+            neighbour_items=self.neighbour_items,
         )
 
     def loss(
@@ -390,8 +447,7 @@ class DGSR(nn.Module):
         reps = self(batch)
         if batch.target_type is not None:
             reps = self.typed(reps, batch.target_type)
-        bonus = self.history_bonus(batch, batch.target_type)
-        history = None if bonus is None else (batch.history_item, bonus)
+        history = self.item_bonus(batch, batch.target_type)
         weight = None
         if type_weights is not None and batch.target_type is not None:
             weight = type_weights[batch.target_type]
@@ -426,7 +482,8 @@ class DGSR(nn.Module):
         query = reps.float() if event_type is None else self.typed(reps, event_type).float()
         items = self.item_embedding.weight.detach().float()
         bonus = self.history_bonus(batch, event_type)
-        history = None if bonus is None else (batch.history_item, bonus.float())
+        candidates = self.item_bonus(batch, event_type)
+        history = None if candidates is None else (candidates[0], candidates[1].float())
         index, score = topk_blocked(query, items, k, block_size, history=history)
         if keep_session_items <= 0 or batch.history_item is None or batch.history_item.shape[1] == 0:
             return index, score
