@@ -175,20 +175,20 @@ def test_batch_fields_match_the_graph(graph: TemporalGraph) -> None:
 
 
 def _typed_scores(model: DGSR, batch) -> torch.Tensor:
-    """``[3, B, N]``: every catalogue item's score per target type, repeat bonus included."""
+    """``[3, B, N]``: every catalogue item's score per target type, repeat and co-visitation bonus included."""
     reps = model(batch)
     out = []
     for event_type in range(3):
-        bonus = model.history_bonus(batch, event_type)
         out.append(
-            add_history_bonus(model.score_all(model.typed(reps, event_type)), (batch.history_item, bonus))
+            add_history_bonus(model.score_all(model.typed(reps, event_type)), model.item_bonus(batch, event_type))
         )
     return torch.stack(out)
 
 
 def test_scores_ignore_events_at_or_after_the_cut(events: pl.DataFrame, graph: TemporalGraph) -> None:
     """Per sample, deleting every event with ts >= its cut (its own session's later events included)
-    leaves every score unchanged: the GNN, the type heads and the repeat bonus over the history."""
+    leaves every score unchanged: the GNN, the type heads, the repeat bonus over the history and the
+    co-visitation bonus over the neighbours' context windows."""
     torch.manual_seed(0)
     model = DGSR(
         graph.num_items,
@@ -200,17 +200,20 @@ def test_scores_ignore_events_at_or_after_the_cut(events: pl.DataFrame, graph: T
         type_heads=True,
         repeat_bonus=True,
         history_length=30,
+        neighbour_items=20,
     ).eval()
-    with torch.no_grad():  # heads and prior start at zero: make them matter
+    with torch.no_grad():  # heads and priors start at zero: make them matter
         model.type_head.weight.normal_(std=0.3)
         model.type_head.bias.normal_(std=0.3)
         model.repeat_prior.normal_()
+        model.neighbour_prior.normal_()
 
     def scores(g: TemporalGraph, sessions: np.ndarray, cuts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         subgraph = TemporalSubgraphSampler(g, item_max_length=5, user_max_length=4, k_hop=2).sample(
             sessions, cuts
         )
-        batch = make_batch(g, subgraph, cuts, 2, history_length=30)
+        batch = make_batch(g, subgraph, cuts, 2, history_length=30, neighbour_items=20)
+        assert batch.neighbour_item is not None and (batch.neighbour_item >= 0).any()
         with torch.no_grad():
             return _typed_scores(model, batch), batch.history_item
 
@@ -321,6 +324,82 @@ def test_history_bonus_starts_as_log_count_and_follows_the_prior(graph: Temporal
     bonus = model.history_bonus(batch)
     most_recent = batch.history_slot[batch.history_order == 0]
     assert (bonus.view(-1)[most_recent] > 4.9).all()
+
+
+def test_neighbour_items_are_the_new_context_items_by_recency_weight(graph: TemporalGraph) -> None:
+    """Per sample, a straightforward reference over the hop-2 edges: every item in an edge's context
+    window (before the cut) that is not in the sample's history, weighted 1 / (1 + recency of the
+    session item the edge hangs below); the ``limit`` heaviest kept (ties: smaller item first), each
+    occurrence pointing at its item's slot with its recency and window column."""
+    sessions, cut_ts = _some_samples(graph, 16, seed=4)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
+    limit = 6
+    batch = make_batch(graph, subgraph, cut_ts, 2, history_length=30, neighbour_items=limit)
+    hop1, hop2 = subgraph.hops
+    width = batch.neighbour_item.shape[1]
+    got_occurrences: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for slot, order, side in zip(
+        batch.neighbour_slot.tolist(), batch.neighbour_order.tolist(), batch.neighbour_side.tolist(), strict=True
+    ):
+        b, position = divmod(slot, width)
+        got_occurrences.setdefault((b, int(batch.neighbour_item[b, position])), []).append((order, side))
+    checked = 0
+    for b in range(len(sessions)):
+        history = {int(i) for i in batch.history_item[b] if i >= 0}
+        weight: dict[int, float] = {}
+        occurrences: dict[int, list[tuple[int, int]]] = {}
+        for edge in range(len(hop2.node)):
+            parent = int(hop2.parent[edge])
+            if int(hop1.parent[parent]) != b:
+                continue
+            order = int(hop1.order[parent])
+            for side, event in enumerate(hop2.context[edge]):
+                if event < 0:
+                    continue
+                assert graph.ev_ts[event] < cut_ts[b]  # the window never reaches the cut
+                item = int(graph.ev_item[event])
+                if item in history:
+                    continue
+                weight[item] = weight.get(item, 0.0) + 1.0 / (1 + order)
+                occurrences.setdefault(item, []).append((order, side))
+        ranked = sorted(weight, key=lambda i: (-weight[i], i))[:limit]
+        got = [int(i) for i in batch.neighbour_item[b] if i >= 0]
+        assert sorted(got) == sorted(ranked)
+        for item in ranked:
+            assert sorted(got_occurrences[(b, item)]) == sorted(occurrences[item])
+        checked += len(ranked)
+    assert checked > 0 and len(got_occurrences) == checked
+    assert (batch.neighbour_item >= 0).sum() == checked
+
+
+def test_neighbour_bonus_starts_as_log_one_plus_count_and_ranks_with_the_prior(graph: TemporalGraph) -> None:
+    sessions, cut_ts = _some_samples(graph, 8, seed=5)
+    subgraph = TemporalSubgraphSampler(graph, item_max_length=5, user_max_length=4, k_hop=2).sample(
+        sessions, cut_ts
+    )
+    batch = make_batch(graph, subgraph, cut_ts, 2, history_length=30, neighbour_items=10)
+    model = DGSR(
+        graph.num_items, 8, 2, item_max_length=5, user_max_length=4, repeat_bonus=True, history_length=30,
+        neighbour_items=10,
+    ).eval()  # fmt: skip
+    counts = torch.zeros(batch.neighbour_item.numel()).index_add_(
+        0, batch.neighbour_slot, torch.ones(len(batch.neighbour_slot))
+    )
+    valid = batch.neighbour_item >= 0
+    bonus = model.neighbour_bonus(batch)
+    torch.testing.assert_close(bonus[valid], counts.view_as(bonus)[valid].log1p())
+    assert (bonus[~valid] == 0).all()
+    # A large prior puts the neighbour items at the top of the full-catalogue list (history has none).
+    with torch.no_grad():
+        model.neighbour_prior.fill_(20.0)
+        model.repeat_prior.fill_(-20.0)
+        reps = model(batch)
+    index, _ = model.topk(reps, batch, 3)
+    for b in range(len(sessions)):
+        found = {int(i) for i in batch.neighbour_item[b] if i >= 0}
+        assert {int(i) for i in index[b][: min(3, len(found))]} <= found
 
 
 def _count(model: torch.nn.Module) -> int:
