@@ -37,6 +37,9 @@ class TrainConfig:
     weight_decay: float = 1e-5
     optimizer: Literal["adamw", "adam"] = "adamw"  # "adam": L2 penalty in the gradient, as the paper
     grad_clip: float | None = 5.0
+    #: learning rate of the bonus priors (repeat, co-visitation) relative to ``lr``, without weight
+    #: decay: a handful of logits that must move by O(1), where Adam moves each by ~lr per step
+    prior_lr_scale: float = 1.0
     max_epochs: int = 100
     samples_per_epoch: int | None = 500_000  # None = every training sample every epoch
     max_samples: int | None = None  # total training budget in samples (None = no cap)
@@ -60,9 +63,11 @@ class TrainConfig:
             or self.max_epochs < 0
             or self.patience < 1
             or self.min_steps < 0
+            or self.prior_lr_scale <= 0
         ):
             raise ValueError(
-                "train: need batch_size >= 1, lr >= 0, max_epochs >= 0, patience >= 1, min_steps >= 0"
+                "train: need batch_size >= 1, lr >= 0, max_epochs >= 0, patience >= 1, min_steps >= 0, "
+                "prior_lr_scale > 0"
             )
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError("train.samples_per_epoch must be >= 1 or null")

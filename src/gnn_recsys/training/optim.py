@@ -33,7 +33,7 @@ class Optimizers:
     def set_lr(self, lr: float) -> None:
         for opt in self.optimizers:
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def state_dict(self) -> list[dict[str, Any]]:
         return [opt.state_dict() for opt in self.optimizers]
@@ -48,15 +48,23 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> Optimizers:
     (``model.item_embedding.sparse``) goes to ``SparseAdam`` (no weight decay on it)."""
     dense_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     table = model.item_embedding.weight
-    if not model.item_embedding.sparse:
-        return Optimizers([dense_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)])
-    rest = [p for p in model.parameters() if p is not table]
-    return Optimizers(
-        [
-            torch.optim.SparseAdam([table], lr=config.lr),
-            dense_cls(rest, lr=config.lr, weight_decay=config.weight_decay),
+    rest = [p for p in model.parameters() if p is not table or not model.item_embedding.sparse]
+    groups: list[dict[str, Any]] = [{"params": rest}]
+    priors = {id(p) for name, p in model.named_parameters() if name.endswith("_prior")}
+    if priors and config.prior_lr_scale != 1.0:  # the bonus priors in a group of their own
+        groups = [
+            {"params": [p for p in rest if id(p) not in priors]},
+            {
+                "params": [p for p in rest if id(p) in priors],
+                "lr": config.lr * config.prior_lr_scale,
+                "lr_scale": config.prior_lr_scale,
+                "weight_decay": 0.0,
+            },
         ]
-    )
+    dense = dense_cls(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if not model.item_embedding.sparse:
+        return Optimizers([dense])
+    return Optimizers([torch.optim.SparseAdam([table], lr=config.lr), dense])
 
 
 def clip_grad_norm(model: torch.nn.Module, max_norm: float) -> Tensor:
