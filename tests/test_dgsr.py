@@ -180,7 +180,9 @@ def _typed_scores(model: DGSR, batch) -> torch.Tensor:
     out = []
     for event_type in range(3):
         out.append(
-            add_history_bonus(model.score_all(model.typed(reps, event_type)), model.item_bonus(batch, event_type))
+            add_history_bonus(
+                model.score_all(model.typed(reps, event_type)), model.item_bonus(batch, event_type)
+            )
         )
     return torch.stack(out)
 
@@ -341,7 +343,10 @@ def test_neighbour_items_are_the_new_context_items_by_recency_weight(graph: Temp
     width = batch.neighbour_item.shape[1]
     got_occurrences: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for slot, order, side in zip(
-        batch.neighbour_slot.tolist(), batch.neighbour_order.tolist(), batch.neighbour_side.tolist(), strict=True
+        batch.neighbour_slot.tolist(),
+        batch.neighbour_order.tolist(),
+        batch.neighbour_side.tolist(),
+        strict=True,
     ):
         b, position = divmod(slot, width)
         got_occurrences.setdefault((b, int(batch.neighbour_item[b, position])), []).append((order, side))

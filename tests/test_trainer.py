@@ -634,3 +634,27 @@ def test_recent_history_items_by_recency_and_by_type() -> None:
     assert by_recency.tolist() == [[-1, 8, 9, -1]]  # 8 (latest), 9
     by_type = recent_history_items(history_item, history_slot, history_order, 2, history_type=history_type)
     assert by_type.tolist() == [[7, 8, -1, -1]]  # the carted 7 first, then the latest click 8
+
+
+def test_prior_lr_scale_gives_the_bonus_priors_their_own_rate_without_decay() -> None:
+    from gnn_recsys.training.config import TrainConfig  # noqa: PLC0415
+    from gnn_recsys.training.optim import make_optimizer  # noqa: PLC0415
+
+    model = DGSR(50, 8, 2, item_max_length=5, user_max_length=4, type_heads=True, repeat_bonus=True,
+                 history_length=10, neighbour_items=5)  # fmt: skip
+    plain = make_optimizer(model, TrainConfig(lr=0.01)).optimizers[0]
+    assert len(plain.param_groups) == 1  # the default keeps one group (checkpoints resume as before)
+    optimizer = make_optimizer(model, TrainConfig(lr=0.01, weight_decay=0.1, prior_lr_scale=20.0))
+    rest, priors = optimizer.optimizers[0].param_groups
+    assert {id(p) for p in priors["params"]} == {id(model.repeat_prior), id(model.neighbour_prior)}
+    assert len(rest["params"]) + 2 == len(list(model.parameters()))
+    assert (
+        priors["lr"] == pytest.approx(0.2) and priors["weight_decay"] == 0.0 and rest["weight_decay"] == 0.1
+    )
+    optimizer.set_lr(0.001)  # the schedule keeps the ratio
+    assert priors["lr"] == pytest.approx(0.02) and rest["lr"] == pytest.approx(0.001)
+    # One step moves each prior entry by about its own rate (Adam), the others by theirs.
+    before = model.neighbour_prior.detach().clone()
+    model.neighbour_prior.grad = torch.ones_like(model.neighbour_prior)
+    optimizer.step(torch.amp.GradScaler(enabled=False))
+    torch.testing.assert_close(model.neighbour_prior.detach(), before - 0.02)
