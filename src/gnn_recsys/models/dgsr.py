@@ -322,19 +322,11 @@ class DGSR(nn.Module):
         """
         if self.repeat_prior is None or batch.history_item is None:
             return None
-        prior = self.repeat_prior
-        num_samples, width = batch.history_item.shape
-        order = batch.history_order.clamp(max=prior.shape[1] - 1)
-        if prior.shape[0] == 1 or event_type is None:
-            head = torch.zeros_like(order)
-        elif isinstance(event_type, int):
-            head = torch.full_like(order, event_type)
-        else:
-            head = event_type[torch.div(batch.history_slot, max(width, 1), rounding_mode="floor")]
-        logit = prior[head, order, batch.history_type]
-        total = logit.new_zeros(num_samples * width).index_add_(0, batch.history_slot, logit.exp())
-        valid = batch.history_item >= 0
-        return torch.where(valid, total.view(num_samples, width).clamp(min=1e-30).log(), 0.0)
+        total = _summed_prior(
+            self.repeat_prior, batch.history_item, batch.history_slot, batch.history_order,
+            batch.history_type, event_type,
+        )  # fmt: skip
+        return torch.where(batch.history_item >= 0, total.clamp(min=1e-30).log(), 0.0)
 
     def neighbour_bonus(self, batch: DGSRBatch, event_type: Tensor | int | None = None) -> Tensor | None:
         """``[B, M]`` co-visitation bonus of the batch's ``neighbour_item`` (None when off).
@@ -346,19 +338,11 @@ class DGSR(nn.Module):
         """
         if self.neighbour_prior is None or batch.neighbour_item is None:
             return None
-        prior = self.neighbour_prior
-        num_samples, width = batch.neighbour_item.shape
-        order = batch.neighbour_order.clamp(max=prior.shape[1] - 1)
-        if prior.shape[0] == 1 or event_type is None:
-            head = torch.zeros_like(order)
-        elif isinstance(event_type, int):
-            head = torch.full_like(order, event_type)
-        else:
-            head = event_type[torch.div(batch.neighbour_slot, max(width, 1), rounding_mode="floor")]
-        logit = prior[head, order, batch.neighbour_side]
-        total = logit.new_zeros(num_samples * width).index_add_(0, batch.neighbour_slot, logit.exp())
-        valid = batch.neighbour_item >= 0
-        return torch.where(valid, total.view(num_samples, width).log1p(), 0.0)
+        total = _summed_prior(
+            self.neighbour_prior, batch.neighbour_item, batch.neighbour_slot, batch.neighbour_order,
+            batch.neighbour_side, event_type,
+        )  # fmt: skip
+        return torch.where(batch.neighbour_item >= 0, total.log1p(), 0.0)
 
     def item_bonus(
         self, batch: DGSRBatch, event_type: Tensor | int | None = None
@@ -513,6 +497,23 @@ class DGSR(nn.Module):
             kept = torch.cat([kept, kept.new_full((kept.shape[0], pad), -1)], dim=1)
             kept_score = torch.cat([kept_score, kept_score.new_zeros((kept.shape[0], pad))], dim=1)
         return keep_items_in_window(index, score, kept, kept_score)
+
+
+def _summed_prior(  # noqa: PLR0917
+    prior: Tensor, items: Tensor, slot: Tensor, order: Tensor, column: Tensor, event_type: Tensor | int | None
+) -> Tensor:
+    """``[B, W]``: per item slot, ``sum_j exp(prior[t, order_j, column_j])`` over its occurrences ``j``
+    (``slot_j`` into the flat ``[B * W]`` of ``items``); ``t`` is the target type's head (0 with one)."""
+    num_samples, width = items.shape
+    order = order.clamp(max=prior.shape[1] - 1)
+    if prior.shape[0] == 1 or event_type is None:
+        head = torch.zeros_like(order)
+    elif isinstance(event_type, int):
+        head = torch.full_like(order, event_type)
+    else:
+        head = event_type[torch.div(slot, max(width, 1), rounding_mode="floor")]
+    logit = prior[head, order, column]
+    return logit.new_zeros(num_samples * width).index_add_(0, slot, logit.exp()).view(num_samples, width)
 
 
 def _with_pad_row(emb: Tensor) -> Tensor:
