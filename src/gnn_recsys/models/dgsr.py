@@ -349,19 +349,9 @@ class DGSR(nn.Module):
     ) -> tuple[Tensor, Tensor] | None:
         """``(items [B, H + M], bonus [B, H + M])``: the repeat and the co-visitation bonus together
         (distinct items per row: neighbour items exclude the history), or None when both are off."""
-        parts = [
-            (items, bonus)
-            for items, bonus in (
-                (batch.history_item, self.history_bonus(batch, event_type)),
-                (batch.neighbour_item, self.neighbour_bonus(batch, event_type)),
-            )
-            if bonus is not None
-        ]
-        if not parts:
-            return None
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
+        return _joined_bonus(
+            batch, self.history_bonus(batch, event_type), self.neighbour_bonus(batch, event_type)
+        )
 
     def score_all(self, session_repr: Tensor) -> Tensor:
         """Scores ``[B, num_items]`` of every catalogue item."""
@@ -465,8 +455,8 @@ class DGSR(nn.Module):
         """
         query = reps.float() if event_type is None else self.typed(reps, event_type).float()
         items = self.item_embedding.weight.detach().float()
-        bonus = self.history_bonus(batch, event_type)
-        candidates = self.item_bonus(batch, event_type)
+        bonus = self.history_bonus(batch, event_type)  # once: the window below reuses it
+        candidates = _joined_bonus(batch, bonus, self.neighbour_bonus(batch, event_type))
         history = None if candidates is None else (candidates[0], candidates[1].float())
         index, score = topk_blocked(query, items, k, block_size, history=history)
         if keep_session_items <= 0 or batch.history_item is None or batch.history_item.shape[1] == 0:
@@ -497,6 +487,20 @@ class DGSR(nn.Module):
             kept = torch.cat([kept, kept.new_full((kept.shape[0], pad), -1)], dim=1)
             kept_score = torch.cat([kept_score, kept_score.new_zeros((kept.shape[0], pad))], dim=1)
         return keep_items_in_window(index, score, kept, kept_score)
+
+
+def _joined_bonus(
+    batch: DGSRBatch, history_bonus: Tensor | None, neighbour_bonus: Tensor | None
+) -> tuple[Tensor, Tensor] | None:
+    """``(items, bonus)`` of the history and the neighbour items side by side (the parts that are on)."""
+    parts = [
+        (items, bonus)
+        for items, bonus in ((batch.history_item, history_bonus), (batch.neighbour_item, neighbour_bonus))
+        if bonus is not None
+    ]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
 
 
 def _summed_prior(  # noqa: PLR0917
