@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_ingest.py                      # ~530 MB synthetic file in a temp dir
     .venv/bin/python benchmarks/bench_ingest.py --target-mb 1000 --baseline-mb 100
     .venv/bin/python benchmarks/bench_ingest.py --path /data/otto/train.jsonl   # a real OTTO file
+    .venv/bin/python benchmarks/bench_ingest.py --path /data/otto/train.jsonl --cold   # + from disk
     .venv/bin/python benchmarks/bench_ingest.py --table-only --table-rows 5000000   # event tables only
     .venv/bin/python benchmarks/bench_ingest.py --table-only --table-path clicks.tsv \
         --table-format '{"session": "SessionId", "aid": "ItemId", "ts": "Time", "ts_unit": "s"}'
@@ -11,7 +12,9 @@ Steps (each in its own subprocess, so every peak RSS is that step's own, DuckDB 
 
 1. ``generate``: :func:`write_synthetic_otto` writes the file; prints events/s and the time that rate
    implies for full OTTO scale (12.9M train + 1.67M test sessions, ~224M events);
-2. ``ingest``: :func:`ingest_jsonl` on the whole file (DuckDB fast path + verification);
+2. ``ingest``: :func:`ingest_jsonl` on the whole file (DuckDB fast path + verification); with
+   ``--cold`` first once with the file's pages evicted from the OS page cache (``posix_fadvise``
+   ``DONTNEED``, no root needed), so it is read from disk, then again from the cache;
 3. on a slice of the first ``--baseline-mb`` MB: ``ingest`` again, the precise path alone (what a
    file with a bad line costs), and two baselines writing the same parquet: polars ``read_ndjson`` +
    ``explode``, and an orjson line loop into typed arrays;
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -255,6 +259,15 @@ def bench_tables(folder: Path, table_path: Path | None, fmt: dict | None, rows: 
 # ----------------------------------------------------------------------------------------- driver
 
 
+def evict_from_page_cache(path: Path) -> None:
+    """Drop the file's clean pages from the OS page cache, so that the next read comes from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def _run_step(*args: str) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, __file__, "--step", *args], check=True, capture_output=True, text=True
@@ -278,7 +291,7 @@ def _row(name: str, result: dict[str, float]) -> str:
     mb_s = result["bytes"] / 1e6 / result["seconds"]
     ev_s = result["events"] / result["seconds"]
     return (
-        f"{name:<30} {result['bytes'] / 1e6:7.1f} MB {result['seconds']:7.2f} s {mb_s:7.1f} MB/s "
+        f"{name:<42} {result['bytes'] / 1e6:7.1f} MB {result['seconds']:7.2f} s {mb_s:7.1f} MB/s "
         f"{ev_s / 1e6:6.2f} M ev/s | cpu {result['cpu_s']:6.2f} s {result['bytes'] / 1e6 / result['cpu_s']:6.1f} MB/cpu-s"
         f" | peak RSS {result['peak_rss_mb']:5.0f} MB"
     )
@@ -292,6 +305,9 @@ def main() -> None:
     parser.add_argument("--target-mb", type=float, default=530.0, help="size of the generated file")
     parser.add_argument("--baseline-mb", type=float, default=100.0, help="slice for the baselines")
     parser.add_argument("--num-items", type=int, default=500_000)
+    parser.add_argument(
+        "--cold", action="store_true", help="also ingest the whole file once evicted from the page cache"
+    )
     parser.add_argument("--workdir", type=Path, help="where to write files (default: a temp dir)")
     parser.add_argument("--table-only", action="store_true", help="measure event tables only")
     parser.add_argument("--table-rows", type=int, default=2_000_000, help="rows of the generated table")
@@ -338,6 +354,10 @@ def main() -> None:
                 f"          -> full OTTO scale ({OTTO_EVENTS / 1e6:.0f} M events): ~{OTTO_EVENTS / rate / 60:.1f} min"
             )
         size_mb = path.stat().st_size / 1e6
+        cold = None
+        if args.cold:
+            evict_from_page_cache(path)
+            cold = _run_step("ingest", str(path))
         full = _run_step("ingest", str(path))
         part = _slice(path, folder / "slice.jsonl", args.baseline_mb)
         results = {
@@ -347,7 +367,9 @@ def main() -> None:
             "orjson loop (slice)": _run_step("orjson", str(part)),
         }
         print(f"\ninput {path} ({size_mb:.1f} MB); slice = first {args.baseline_mb:.0f} MB of lines")
-        print(_row(f"ingest_jsonl [{full['engine']}]", full))
+        if cold is not None:
+            print(_row(f"ingest_jsonl [{cold['engine']}], cold (from disk)", cold))
+        print(_row(f"ingest_jsonl [{full['engine']}]" + (", warm (page cache)" if cold else ""), full))
         for name, result in results.items():
             print(_row(name, result))
 
