@@ -34,10 +34,11 @@ from pathlib import Path
 
 import polars as pl
 
-from gnn_recsys.evaluation.metrics import evaluate
+from gnn_recsys.evaluation.metrics import evaluate, label_positions
 
 BASELINES = ("popularity", "recent_items", "covisitation")
 COLUMNS = ("recall@20_clicks", "recall@20_carts", "recall@20_orders", "score")
+CHECKPOINTS = "data/06_models/seed_spread"  # one folder per seed, removed when the sweep is done
 
 
 def kedro_run(project: Path, env: str | None, params: str, *options: str) -> float:
@@ -64,13 +65,10 @@ def load_catalog(project: Path, env: str | None):  # noqa: ANN201 - Kedro's cata
 
 
 def click_hits(candidates: pl.DataFrame, labels: pl.DataFrame) -> pl.Series:
-    """Per test session with a click label: whether its first 20 clicks candidates hold it."""
-    clicks = labels.filter(pl.col("type") == 0).select("session", "aid")
-    if "type" in candidates.columns:
-        candidates = candidates.filter(pl.col("type") == 0)
-    top = candidates.filter(pl.col("rank") <= 20).select("session", "aid", hit=pl.lit(True))
-    found = clicks.join(top, on=["session", "aid"], how="left").sort("session")
-    return found["hit"].fill_null(False)
+    """Per test session with a click label (in session order): whether the first 20 of its clicks
+    list hold it, as :func:`evaluate` reads the list."""
+    positions = label_positions(candidates, labels, max_rank=20).filter(pl.col("type") == 0)
+    return positions.sort("session")["position"] > 0
 
 
 def sign_test(only_a: int, only_b: int) -> float:
@@ -85,10 +83,7 @@ def sign_test(only_a: int, only_b: int) -> float:
 def _value(metrics: dict, name: str) -> float | None:
     """A metric as a float; None where the data has no label of that type."""
     value = metrics.get(name)
-    if value is None or isinstance(value, str):
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+    return None if value is None or math.isnan(value) else float(value)
 
 
 def _cells(values: list[float | None]) -> str:
@@ -124,7 +119,7 @@ def main() -> None:
     catalog = load_catalog(project, args.env)
     walls = {}
     for seed in args.seeds:
-        checkpoints = f"data/06_models/seed_spread/{args.env or 'base'}_seed_{seed}"
+        checkpoints = f"{CHECKPOINTS}/{args.env or 'base'}_seed_{seed}"
         params = f"{shared},dgsr.train.seed={seed},dgsr.checkpoint_dir={checkpoints}"
         walls[seed] = kedro_run(
             project,
@@ -168,9 +163,7 @@ def main() -> None:
     print(
         f"\n{n_clicks} test sessions with a click label; one session is {1 / max(n_clicks, 1):.4f} of clicks recall"
     )
-    shutil.rmtree(
-        project / "data/06_models/seed_spread", ignore_errors=True
-    )  # checkpoints of a finished sweep
+    shutil.rmtree(project / CHECKPOINTS, ignore_errors=True)
 
 
 if __name__ == "__main__":
