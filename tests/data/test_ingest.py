@@ -355,6 +355,47 @@ def test_bad_line_deep_in_a_large_file_is_located(tmp_path: Path) -> None:
         ingest_jsonl(path, tmp_path / "x.parquet", progress=False)
 
 
+def _verify_table(path: Path, rows: list[tuple[int, int, int]], workers: int) -> object:
+    """``_verify_output`` on a parquet of (session, ts, type) rows in row groups of 3 rows, with the
+    byte counts a canonical file of those sessions would have."""
+    session, ts, kind = (list(column) for column in zip(*rows, strict=True))
+    table = pl.DataFrame(
+        {"session": session, "aid": [1] * len(rows), "ts": ts, "type": kind}, schema=EVENT_SCHEMA
+    ).to_arrow()
+    pq.write_table(table, path, row_group_size=3)
+    lines = 1 + sum(1 for a, b in zip(session, session[1:], strict=False) if a != b)
+    counts = {
+        "lines": lines,
+        "quotes": ingest_module.QUOTES_PER_LINE * lines + ingest_module.QUOTES_PER_EVENT * len(rows),
+        "e": 3 * lines + len(rows) + kind.count(2),
+        "commas": ingest_module.COMMAS_PER_EVENT * len(rows),
+        "forbidden": 0,
+    }
+    return ingest_module._verify_output(path, counts, min_events=2, workers=workers)
+
+
+def test_verification_in_parallel_slices_agrees_with_one_pass(tmp_path: Path) -> None:
+    # sessions of 2..5 events in row groups of 3 rows: with 1..6 workers the slice boundaries fall
+    # inside sessions, between them and on a session's last row.
+    lengths = [2, 5, 3, 2, 4, 2, 3, 5, 2, 3]
+    rows = [(10 + s, T0 + 1_000 * s + i, (s + i) % 3) for s, n in enumerate(lengths) for i in range(n)]
+    per_type = [sum(1 for row in rows if row[2] == code) for code in range(3)]
+    for workers in range(1, 7):
+        assert _verify_table(tmp_path / "ok.parquet", rows, workers) == (len(lengths), len(rows), per_type)
+    firsts = {0} | {i for i in range(1, len(rows)) if rows[i][0] != rows[i - 1][0]}
+    for position in set(range(len(rows))) - firsts:  # ts going back at every position inside a session
+        bad = list(rows)
+        bad[position] = (rows[position][0], rows[position - 1][1] - 1, 0)
+        for workers in range(1, 7):
+            assert _verify_table(tmp_path / "back.parquet", bad, workers) is None, (position, workers)
+    # the first session again at the end, and a session cut in two by another one: both rejected
+    again = rows + [(10, T0 + 99_000, 0), (10, T0 + 99_001, 0)]
+    split = rows[:4] + rows[7:10] + rows[4:7] + rows[10:]  # session 11: 2 events, 12, then 11 again
+    for workers in range(1, 7):
+        assert _verify_table(tmp_path / "again.parquet", again, workers) is None
+        assert _verify_table(tmp_path / "split.parquet", split, workers) is None
+
+
 def test_trailing_comma_alone_does_not_pass_the_fast_path(tmp_path: Path) -> None:
     text = BAD_LINES["trailing_comma_event"][0]
     with pytest.raises(BadInputError, match=r"alone\.jsonl:1: malformed JSON"):

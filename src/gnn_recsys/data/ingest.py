@@ -332,7 +332,7 @@ def _fast_path(
     finally:
         con.close()
         spill.cleanup()
-    verified = _verify_output(tmp, byte_counts, min_events)
+    verified = _verify_output(tmp, byte_counts, min_events, workers=threads)
     if verified is None:
         logger.info("fast-path output failed verification; locating the problem line by line")
         return None
@@ -398,21 +398,36 @@ def _column_stats_ok(file: pq.ParquetFile) -> bool:
     return True
 
 
-def _verify_output(
-    parquet: Path, byte_counts: dict[str, int], min_events: int
-) -> tuple[int, int, list[int]] | None:
-    """Check the fast-path table against the rules; ``(sessions, events, per-type)`` or ``None``."""
+@dataclass
+class _RunScan:
+    """Runs of equal ``session`` in a slice of row groups (a run = one input line)."""
+
+    rows: int
+    starts: np.ndarray  # first row of each run, relative to the slice
+    sessions: np.ndarray  # the session id of each run
+    per_type: np.ndarray
+    first_ts: int
+    last_session: int
+    last_ts: int
+    ts_ok: bool  # ts non-decreasing within every run of the slice
+
+
+def _scan_row_groups(parquet: Path, row_groups: list[int]) -> _RunScan:
+    """One worker's share of the verification; the slice's first row always starts a run (the
+    caller joins slices)."""
     file = pq.ParquetFile(parquet, pre_buffer=False)  # pre-buffering holds whole row groups
-    if not _column_stats_ok(file):
-        return None  # missing fields, nulls, unknown event types or out-of-range values
     per_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    run_starts: list[np.ndarray] = []
-    run_sessions: list[np.ndarray] = []
-    offset = 0
+    starts_none = np.empty(0, dtype=np.int64)
+    run_starts: list[np.ndarray] = [starts_none]
+    run_sessions: list[np.ndarray] = [np.empty(0, dtype=np.int32)]
+    offset, first_ts = 0, 0
     prev_session: int | None = None
     prev_ts = 0
-    for batch in file.iter_batches(batch_size=1 << 20, columns=["session", "ts", "type"]):
+    batches = file.iter_batches(batch_size=1 << 20, row_groups=row_groups, columns=["session", "ts", "type"])
+    for batch in batches:
         session, ts, kind = (column.to_numpy() for column in batch.columns)
+        if not session.size:
+            continue
         new_run = np.empty(session.size, dtype=bool)
         new_run[0] = prev_session is None or session[0] != prev_session
         np.not_equal(session[1:], session[:-1], out=new_run[1:])
@@ -420,13 +435,63 @@ def _verify_output(
         before[0] = prev_ts
         before[1:] = ts[:-1]
         if np.any(~new_run & (ts < before)):
-            return None
+            return _RunScan(0, starts_none, starts_none, per_type, 0, 0, 0, ts_ok=False)
+        if prev_session is None:
+            first_ts = int(ts[0])
         starts = np.flatnonzero(new_run)
         run_starts.append(starts + offset)
         run_sessions.append(session[starts])
         per_type += np.bincount(kind, minlength=len(EVENT_TYPES))[: len(EVENT_TYPES)]
         offset += session.size
         prev_session, prev_ts = int(session[-1]), int(ts[-1])
+    return _RunScan(
+        rows=offset,
+        starts=np.concatenate(run_starts),
+        sessions=np.concatenate(run_sessions),
+        per_type=per_type,
+        first_ts=first_ts,
+        last_session=-1 if prev_session is None else prev_session,
+        last_ts=prev_ts,
+        ts_ok=True,
+    )
+
+
+def _verify_output(
+    parquet: Path, byte_counts: dict[str, int], min_events: int, workers: int = 2
+) -> tuple[int, int, list[int]] | None:
+    """Check the fast-path table against the rules; ``(sessions, events, per-type)`` or ``None``.
+
+    The row groups are scanned in ``workers`` contiguous slices side by side (parquet decoding and
+    NumPy release the GIL; this pass runs after DuckDB, so alone it would leave a core idle), then
+    joined: a slice whose first session continues the previous slice's last one is the same run.
+    """
+    file = pq.ParquetFile(parquet, pre_buffer=False)
+    if not _column_stats_ok(file):
+        return None  # missing fields, nulls, unknown event types or out-of-range values
+    groups = np.arange(file.metadata.num_row_groups)
+    slices = [[int(g) for g in part] for part in np.array_split(groups, max(1, workers)) if part.size]
+    with ThreadPoolExecutor(max_workers=max(1, len(slices))) as pool:
+        scans = list(pool.map(lambda part: _scan_row_groups(parquet, part), slices))
+    run_starts: list[np.ndarray] = []
+    run_sessions: list[np.ndarray] = []
+    per_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
+    offset = 0
+    previous: _RunScan | None = None
+    for scan in scans:
+        if not scan.ts_ok:
+            return None
+        if not scan.rows:
+            continue
+        starts, sessions = scan.starts, scan.sessions
+        if previous is not None and sessions[0] == previous.last_session:
+            if scan.first_ts < previous.last_ts:
+                return None  # ts decreases where a run crosses into this slice
+            starts, sessions = starts[1:], sessions[1:]
+        run_starts.append(starts + offset)
+        run_sessions.append(sessions)
+        per_type += scan.per_type
+        offset += scan.rows
+        previous = scan
     events = offset
     starts_all = np.concatenate(run_starts) if run_starts else np.empty(0, dtype=np.int64)
     sessions_all = np.concatenate(run_sessions) if run_sessions else np.empty(0, dtype=np.int32)
