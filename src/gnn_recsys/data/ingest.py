@@ -11,7 +11,7 @@ bounded memory, yet a bad line must never slip through and must be reported by f
   - the parquet row-group statistics: no nulls (missing fields, unknown event types), id and
     Unix-ms ranges;
   - a vectorised NumPy pass over the written ``session``, ``ts`` and ``type`` columns (row-group
-    batches): ``ts`` non-decreasing within each session, one run of rows per line (so no empty
+    batches, the row groups in two contiguous slices scanned side by side and joined): ``ts`` non-decreasing within each session, one run of rows per line (so no empty
     session, no blank line, no adjacent duplicate), at least ``min_events`` per session, no repeated
     session id;
   - byte counts of the raw file taken while DuckDB runs: a canonical OTTO file has exactly
