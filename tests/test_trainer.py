@@ -135,10 +135,12 @@ def test_early_stopping_keeps_the_best_epoch(data) -> None:
     assert result.stopped_early and result.best_epoch == 1
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path, sparse: bool) -> None:
+@pytest.mark.parametrize(("sparse", "ema_decay"), [(False, None), (True, None), (False, 0.9)])
+def test_resume_continues_and_matches_an_uninterrupted_run(
+    data, tmp_path: Path, sparse: bool, ema_decay: float | None
+) -> None:
     _, graph, train, val = data
-    base = TINY.with_(model={"sparse_embedding": sparse})
+    base = TINY.with_(model={"sparse_embedding": sparse}, train={"ema_decay": ema_decay})
     two = train_dgsr(graph, train, val, base.with_(train={"max_epochs": 2}), tmp_path / "a")
     assert two.start_epoch == 1 and len(two.history) == 2
     resumed_epochs: list[int] = []
@@ -157,6 +159,64 @@ def test_resume_continues_and_matches_an_uninterrupted_run(data, tmp_path: Path,
     last_a = torch.load(tmp_path / "a" / CHECKPOINT_FILE, weights_only=True)["model"]
     last_b = torch.load(tmp_path / "b" / CHECKPOINT_FILE, weights_only=True)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+
+
+def _ema_by_hand(snapshots: list[torch.Tensor], decay: float) -> torch.Tensor:
+    """a_0 = w_0; a_t = d_t a_{t-1} + (1 - d_t) w_t with d_t = min(decay, t / (9 + t)), t = 1, 2, ..."""
+    average = snapshots[0].clone()
+    for t, weights in enumerate(snapshots[1:], start=1):
+        d = min(decay, t / (9 + t))
+        average = d * average + (1 - d) * weights
+    return average
+
+
+def test_fit_validates_keeps_and_returns_the_average(data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record the weights after every optimiser step and at every validation: validation sees the
+    average of the steps so far, training goes on from the raw weights, the result is the average at
+    the best epoch (with validation) or after the last step (without)."""
+    from gnn_recsys.training import fit  # noqa: PLC0415
+
+    _, graph, train, val = data
+    decay = 0.8
+    steps: list[torch.Tensor] = []
+    starts: list[torch.Tensor] = []
+    validated: list[tuple[int, torch.Tensor]] = []
+    real_step, real_recall = fit.train_step, fit.recall_at_k
+
+    def recording_step(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if not steps:
+            steps.append(model.item_embedding.weight.detach().clone())  # the initial weights
+        starts.append(model.item_embedding.weight.detach().clone())
+        loss = real_step(model, *args, **kwargs)
+        steps.append(model.item_embedding.weight.detach().clone())
+        return loss
+
+    def recording_recall(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        validated.append((len(steps) - 1, model.item_embedding.weight.detach().clone()))
+        return real_recall(model, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "train_step", recording_step)
+    monkeypatch.setattr(fit, "recall_at_k", recording_recall)
+    config = TINY.with_(train={"ema_decay": decay, "max_epochs": 3})
+    result = fit.train_dgsr(graph, train, val, config)
+
+    per_epoch = len(steps) // 3
+    assert [after for after, _ in validated] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    for after, weights in validated:
+        torch.testing.assert_close(weights, _ema_by_hand(steps[: after + 1], decay))
+    # the step after a validation starts from the raw weights, not the average
+    assert torch.equal(starts[per_epoch], steps[per_epoch])
+    assert not torch.allclose(steps[per_epoch], validated[0][1])
+    best = validated[result.best_epoch - 1][1]
+    torch.testing.assert_close(result.model.item_embedding.weight.detach(), best)
+
+    steps.clear()
+    no_val = fit.train_dgsr(graph, train, None, config.with_(train={"max_epochs": 2}))
+    torch.testing.assert_close(no_val.model.item_embedding.weight.detach(), _ema_by_hand(steps, decay))
+    plain = fit.train_dgsr(graph, train, None, TINY.with_(train={"max_epochs": 2}))
+    torch.testing.assert_close(
+        plain.model.item_embedding.weight.detach(), steps[-1]
+    )  # same steps, no average
 
 
 def test_sparse_embedding_training_learns_too(data) -> None:

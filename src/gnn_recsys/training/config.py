@@ -49,6 +49,10 @@ class TrainConfig:
     #: plateaus neither decay nor stop before this many optimiser steps: a small dataset's epoch is a
     #: few steps, and its first flat validation values are the warm-up, not convergence
     min_steps: int = 1000
+    #: validate, keep and return an exponential moving average of the weights, updated after every
+    #: step with this decay (``None``: the weights themselves); early steps use
+    #: ``min(ema_decay, (1 + step) / (10 + step))``, so the average does not start as the random init
+    ema_decay: float | None = None
     eval_k: int = 20
     eval_batch_size: int | None = None  # None = batch_size
     seed: int = 42
@@ -71,6 +75,8 @@ class TrainConfig:
             )
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError("train.samples_per_epoch must be >= 1 or null")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ValueError(f"train.lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.optimizer not in ("adamw", "adam"):

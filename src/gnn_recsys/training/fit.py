@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
@@ -49,6 +50,7 @@ from gnn_recsys.training.checkpoint import (
 )
 from gnn_recsys.training.config import FitConfig
 from gnn_recsys.training.early_stopping import StopState, early_stopping
+from gnn_recsys.training.ema import WeightAverage
 from gnn_recsys.training.optim import Optimizers, clip_grad_norm, learning_rate, make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -194,6 +196,11 @@ class _Run:
     fingerprint: str
     world: ddp.World = ddp.World()
     forward: Callable[..., Tensor] | None = None  # the DDP-wrapped loss (None: one process)
+    average: WeightAverage | None = None  # train.ema_decay: the weights validated and returned
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """Inside: the model holds the weight average (when there is one)."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     def rng_state(self) -> dict[str, Any]:
         return {
@@ -216,6 +223,7 @@ class _Run:
             "scaler": self.scaler.state_dict(),
             "rng": rngs[0],
             "progress": dict(vars(state)),
+            "weight_average": self.average.state_dict() if self.average is not None else None,
         }
         if self.world.distributed:
             checkpoint["rank_rng"] = rngs  # each rank's own dropout and negative-sampling streams
@@ -235,6 +243,8 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["weight_average"])
         rng = state["rank_rng"][self.world.rank] if self.world.distributed else state["rng"]
         torch.set_rng_state(rng["torch"])
         self.order_rng.bit_generator.state = rng["order"]
@@ -286,6 +296,8 @@ def _train_epoch(  # noqa: PLR0917 - private; the loop's state, passed through
             type_weights=type_weights,
             forward=run.forward,
         )
+        if run.average is not None:
+            run.average.update()
         total_loss += loss.double() * batch.num_samples
         seen += batch.num_samples
         state.step += 1
@@ -407,6 +419,7 @@ def train_dgsr(
             graph, train_samples, val_samples, config, world, init_state, tuple(lr_decay_after)
         ),
         world=world,
+        average=WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None,
     )
     checkpoint_path = None
     if world.main:
@@ -459,14 +472,16 @@ def train_dgsr(
                 "epoch_seconds": seconds,
             }
             if val_samples is not None:
-                recall = _validate(model, graph, val_samples, config, sampler=sampler, world=world)
-                metrics[metric_name] = recall
-                stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
-                if state.step < config.train.min_steps:  # too early to call a plateau: keep the best only
-                    stop = replace(stop, stale=0, stop=False)
-                if stop.best_epoch == epoch:
-                    state.best_state = cpu_state(model)
-                elif not stop.stop and stop.stale:
+                with run.averaged():
+                    recall = _validate(model, graph, val_samples, config, sampler=sampler, world=world)
+                    metrics[metric_name] = recall
+                    stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
+                    if state.step < config.train.min_steps:  # too early for a plateau: keep the best only
+                        stop = replace(stop, stale=0, stop=False)
+                    best = stop.best_epoch == epoch
+                    if best:
+                        state.best_state = cpu_state(model)
+                if not best and not stop.stop and stop.stale:
                     state.decays += 1  # plateau: continue with a smaller step
                 state.best_metric, state.best_epoch, state.stale, state.stopped = (
                     stop.best_metric,
@@ -494,6 +509,8 @@ def train_dgsr(
                 )
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    elif run.average is not None:  # no validation: the average after the last step is the result
+        run.average.copy_to_model()
     model.eval()
     return TrainResult(
         model=model,
