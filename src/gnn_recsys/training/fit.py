@@ -5,10 +5,13 @@
 * **Length**: each epoch draws at most ``samples_per_epoch`` samples anew; the learning rate warms
   up, decays on every validation plateau, and training stops on ``patience`` plateaus, on
   ``max_epochs`` or on the ``max_samples`` budget (:class:`~gnn_recsys.training.config.TrainConfig`).
+* **Weight average** (``train.ema_decay``, off by default): an exponential moving average of the
+  weights (:class:`~gnn_recsys.training.ema.WeightAverage`) is what validation scores, what the best
+  epoch keeps and what a run without validation returns; the optimiser steps the raw weights.
 * **Resume**: after every epoch a checkpoint (model, optimiser, grad scaler, RNG states, history,
-  best weights, early-stopping state, config hash) is written atomically. A rerun with the same
-  config and data continues after the last finished epoch and equals an uninterrupted run (on CPU,
-  exactly); a checkpoint from another device resumes too, with fresh random streams.
+  best weights, weight average, early-stopping state, config hash) is written atomically. A rerun
+  with the same config and data continues after the last finished epoch and equals an uninterrupted
+  run (on CPU, exactly); a checkpoint from another device resumes too, with fresh random streams.
 * **Distributed**: under ``torchrun`` (an initialised process group) the loss runs through
   DistributedDataParallel, each rank trains on its shard of the same epoch order
   (:func:`~gnn_recsys.training.ddp.shard_order`; ``batch_size`` is per rank), validation is sharded
