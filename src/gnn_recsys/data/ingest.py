@@ -11,9 +11,9 @@ bounded memory, yet a bad line must never slip through and must be reported by f
   - the parquet row-group statistics: no nulls (missing fields, unknown event types), id and
     Unix-ms ranges;
   - a vectorised NumPy pass over the written ``session``, ``ts`` and ``type`` columns (row-group
-    batches, the row groups in two contiguous slices scanned side by side and joined): ``ts`` non-decreasing within each session, one run of rows per line (so no empty
-    session, no blank line, no adjacent duplicate), at least ``min_events`` per session, no repeated
-    session id;
+    batches; the row groups in two contiguous slices scanned side by side, then joined): ``ts``
+    non-decreasing within each session, one run of rows per line (so no empty session, no blank
+    line, no adjacent duplicate), at least ``min_events`` per session, no repeated session id;
   - byte counts of the raw file taken while DuckDB runs: a canonical OTTO file has exactly
     ``4 * sessions + 8 * events`` double quotes (any string-typed number, extra or duplicate key adds
     some), ``3 * sessions + events + orders`` letters ``e`` (a ``1e3`` exponent adds one),
@@ -409,16 +409,14 @@ class _RunScan:
     first_ts: int
     last_session: int
     last_ts: int
-    ts_ok: bool  # ts non-decreasing within every run of the slice
 
 
-def _scan_row_groups(parquet: Path, row_groups: list[int]) -> _RunScan:
-    """One worker's share of the verification; the slice's first row always starts a run (the
-    caller joins slices)."""
+def _scan_row_groups(parquet: Path, row_groups: list[int]) -> _RunScan | None:
+    """One worker's share of the verification; ``None`` when ``ts`` goes back inside a run. The
+    slice's first row always starts a run (the caller joins slices)."""
     file = pq.ParquetFile(parquet, pre_buffer=False)  # pre-buffering holds whole row groups
     per_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
-    starts_none = np.empty(0, dtype=np.int64)
-    run_starts: list[np.ndarray] = [starts_none]
+    run_starts: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     run_sessions: list[np.ndarray] = [np.empty(0, dtype=np.int32)]
     offset, first_ts = 0, 0
     prev_session: int | None = None
@@ -435,7 +433,7 @@ def _scan_row_groups(parquet: Path, row_groups: list[int]) -> _RunScan:
         before[0] = prev_ts
         before[1:] = ts[:-1]
         if np.any(~new_run & (ts < before)):
-            return _RunScan(0, starts_none, starts_none, per_type, 0, 0, 0, ts_ok=False)
+            return None
         if prev_session is None:
             first_ts = int(ts[0])
         starts = np.flatnonzero(new_run)
@@ -452,7 +450,6 @@ def _scan_row_groups(parquet: Path, row_groups: list[int]) -> _RunScan:
         first_ts=first_ts,
         last_session=-1 if prev_session is None else prev_session,
         last_ts=prev_ts,
-        ts_ok=True,
     )
 
 
@@ -477,9 +474,9 @@ def _verify_output(
     per_type = np.zeros(len(EVENT_TYPES), dtype=np.int64)
     offset = 0
     previous: _RunScan | None = None
+    if any(scan is None for scan in scans):
+        return None  # ts decreases inside a run
     for scan in scans:
-        if not scan.ts_ok:
-            return None
         if not scan.rows:
             continue
         starts, sessions = scan.starts, scan.sessions

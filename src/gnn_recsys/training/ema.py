@@ -34,7 +34,7 @@ class WeightAverage:
         """Fold the current weights in (call after every optimiser step)."""
         weight = 1.0 - self.current_decay()
         for average, param in zip(self.average, self.params, strict=True):
-            average.lerp_(param.detach().to(average.dtype), weight)
+            average.lerp_(param.detach(), weight)
         self.updates += 1
 
     @torch.no_grad()

@@ -481,11 +481,10 @@ def train_dgsr(
                     stop = early_stopping(state.stop_state(), epoch, recall, config.train.patience)
                     if state.step < config.train.min_steps:  # too early for a plateau: keep the best only
                         stop = replace(stop, stale=0, stop=False)
-                    best = stop.best_epoch == epoch
-                    if best:
-                        state.best_state = cpu_state(model)
-                if not best and not stop.stop and stop.stale:
-                    state.decays += 1  # plateau: continue with a smaller step
+                    if stop.best_epoch == epoch:
+                        state.best_state = cpu_state(model)  # the weights just validated
+                    elif not stop.stop and stop.stale:
+                        state.decays += 1  # plateau: continue with a smaller step
                 state.best_metric, state.best_epoch, state.stale, state.stopped = (
                     stop.best_metric,
                     stop.best_epoch,
