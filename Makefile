@@ -35,15 +35,15 @@ quick: install
 	$(BIN)/kedro run --env quick --pipelines=$(PIPELINE)
 
 lint: install-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks/*.ipynb
 
 test: lint
 	$(BIN)/pytest
 
 format: install-dev
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks notebooks
+	$(BIN)/ruff format src tests benchmarks notebooks/*.ipynb
 
 viz: install
 	$(BIN)/kedro viz run --autoreload
