@@ -113,12 +113,22 @@ def test_refit_modes_start_where_they_should_and_follow_the_local_schedule(full_
     )
     assert all(torch.equal(frozen.model.state_dict()[k], v) for k, v in local.items())
     assert len(frozen.history) == 2
-    # ... and it trains at the rate the local run had at its best epoch (one decay, after epoch 2).
+    # ... and it trains at train.lr after a fresh warm-up (the default, warm_rate: base) ...
     warm = refit_dgsr(
         graph, samples, TINY, RefitConfig(mode="warm_start", epochs=1), history=history, local_state=local
     )
-    assert [h["lr"] for h in warm.history] == [pytest.approx(TINY.train.lr * TINY.train.lr_decay)]
+    assert [h["lr"] for h in warm.history] == [pytest.approx(TINY.train.lr)]
     assert not all(torch.equal(warm.model.state_dict()[k], v) for k, v in local.items())
+    # ... or at the rate the local run had at its best epoch (one decay, after epoch 2).
+    slow = refit_dgsr(
+        graph,
+        samples,
+        TINY,
+        RefitConfig(mode="warm_start", epochs=1, warm_rate="local"),
+        history=history,
+        local_state=local,
+    )
+    assert [h["lr"] for h in slow.history] == [pytest.approx(TINY.train.lr * TINY.train.lr_decay)]
     # From scratch: the local best number of epochs, decayed after the same epochs, not from the local weights.
     scratch = refit_dgsr(
         graph, samples, TINY, RefitConfig(mode="from_scratch"), history=history, local_state=local
@@ -184,3 +194,16 @@ def test_recent_days_keeps_the_samples_cut_in_the_last_days_only(full_data) -> N
     recent = recent_samples(graph, samples, 2.5)
     expected = sorted(t for t in samples.cut_ts.tolist() if t >= end - 2.5 * MS_PER_DAY)
     assert 0 < len(recent) < len(samples) and sorted(recent.cut_ts.tolist()) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"mode": "sideways"}, "refit.mode"),
+        ({"epochs": 0}, "refit.epochs"),
+        ({"warm_rate": "fast"}, "refit.warm_rate"),
+    ],
+)
+def test_invalid_refit_settings_are_refused_by_name(values: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        RefitConfig.from_dict(values)

@@ -91,6 +91,7 @@ class TrainConfig:
 
 
 RefitMode = Literal["warm_start", "from_scratch"]
+WarmRate = Literal["base", "local"]
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ class RefitConfig:
     targets; the model that scores the test file should. With ``enabled`` it is trained on the full
     graph (train file + test file prefixes, :func:`~gnn_recsys.loader.samples.refit_samples`), with
     no validation (there are no labels): ``warm_start`` continues from the local model's weights
-    for ``epochs`` epochs (each at most ``train.samples_per_epoch`` samples) at the learning rate
-    the local run had reached at its best epoch; ``from_scratch`` trains anew for as many epochs as
+    for ``epochs`` epochs (each at most ``train.samples_per_epoch`` samples), at ``train.lr`` after a
+    fresh warm-up (``warm_rate: base``) or at the rate the local run had reached at its best epoch
+    (``warm_rate: local``, measured worse); ``from_scratch`` trains anew for as many epochs as
     the local early stopping chose, replaying its learning-rate decays. ``recent_days`` keeps only
     the samples cut in the last days of the full data (e.g. the local test period plus the test
     file's), what the local model has not trained on. ``enabled: false``: the submission uses the
@@ -111,13 +113,16 @@ class RefitConfig:
 
     enabled: bool = True
     mode: RefitMode = "from_scratch"  # measured best on the development set (docs/model.md)
-    epochs: int = 1  # warm_start: epochs on the full data
+    epochs: int = 5  # warm_start: epochs on the full data
+    warm_rate: WarmRate = "base"  # warm_start: train.lr (base) or the local run's rate at its best epoch
     recent_days: float | None = None  # only samples cut in the full data's last days (None = all)
     checkpoint_dir: str | None = "data/06_models/dgsr_refit_checkpoints"  # never the local model's
 
     def __post_init__(self) -> None:
         if self.mode not in ("warm_start", "from_scratch"):
             raise ValueError(f"refit.mode must be 'warm_start' or 'from_scratch', got {self.mode!r}")
+        if self.warm_rate not in ("base", "local"):
+            raise ValueError(f"refit.warm_rate must be 'base' or 'local', got {self.warm_rate!r}")
         if self.epochs < 1:
             raise ValueError(f"refit.epochs must be >= 1, got {self.epochs}")
         if self.recent_days is not None and self.recent_days <= 0:
