@@ -72,7 +72,9 @@ def test_paper_environment_overrides_only_its_keys_and_builds_the_published_mode
     model = config.model
     assert (model.num_layers, model.item_max_length, model.user_max_length) == (3, 50, 50)
     assert model.distinct_sessions and model.tie_weights and model.readout == "paper"
-    assert config.train.optimizer == "adam" and config.train.grad_clip is None
+    assert (
+        config.train.optimizer == "adam" and config.train.grad_clip is None and config.train.ema_decay is None
+    )
     assert config.loss == FitConfig().loss and config.loader == FitConfig().loader
     assert SampleConfig.from_dict(paper["dgsr"]["samples"]).future_target_types == ()
     net = DGSR.from_config(100, model)

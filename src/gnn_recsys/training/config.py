@@ -52,7 +52,7 @@ class TrainConfig:
     #: validate, keep and return an exponential moving average of the weights, updated after every
     #: step with this decay (``None``: the weights themselves); early steps use
     #: ``min(ema_decay, (1 + step) / (10 + step))``, so the average does not start as the random init
-    ema_decay: float | None = None
+    ema_decay: float | None = 0.99
     eval_k: int = 20
     eval_batch_size: int | None = None  # None = batch_size
     seed: int = 42
