@@ -75,6 +75,7 @@ def test_paper_environment_overrides_only_its_keys_and_builds_the_published_mode
     assert (
         config.train.optimizer == "adam" and config.train.grad_clip is None and config.train.ema_decay is None
     )
+    assert config.train.item_init == "normal"
     assert config.loss == FitConfig().loss and config.loader == FitConfig().loader
     assert SampleConfig.from_dict(paper["dgsr"]["samples"]).future_target_types == ()
     net = DGSR.from_config(100, model)

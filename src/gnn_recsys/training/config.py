@@ -20,6 +20,9 @@ from gnn_recsys.models.loss import LossConfig
 RUNTIME_FIELDS: frozenset[str] = frozenset({"max_epochs", "progress", "device", "eval_batch_size"})
 
 
+ItemInit = Literal["normal", "cooccurrence"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation loop: how long, how fast, when to stop.
@@ -53,6 +56,12 @@ class TrainConfig:
     #: step with this decay (``None``: the weights themselves); early steps use
     #: ``min(ema_decay, (1 + step) / (10 + step))``, so the average does not start as the random init
     ema_decay: float | None = 0.99
+    #: the item table's starting rows: ``normal`` (random) or ``cooccurrence`` (the leading singular
+    #: vectors of the training graph's PPMI over events at most ``item_init_window`` apart in a
+    #: session, :mod:`gnn_recsys.graph.cooccurrence`); a warm start keeps its weights either way
+    item_init: ItemInit = "cooccurrence"
+    item_init_window: int = 2
+    item_init_max_events: int | None = 20_000_000  # cooccurrence: count the last sessions only (memory)
     eval_k: int = 20
     eval_batch_size: int | None = None  # None = batch_size
     seed: int = 42
@@ -75,6 +84,14 @@ class TrainConfig:
             )
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError("train.samples_per_epoch must be >= 1 or null")
+        if self.item_init not in ("normal", "cooccurrence"):
+            raise ValueError(f"train.item_init must be 'normal' or 'cooccurrence', got {self.item_init!r}")
+        if self.item_init_window < 1:
+            raise ValueError(f"train.item_init_window must be >= 1, got {self.item_init_window}")
+        if self.item_init_max_events is not None and self.item_init_max_events < 1:
+            raise ValueError(
+                f"train.item_init_max_events must be >= 1 or null, got {self.item_init_max_events}"
+            )
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if not 0.0 < self.lr_decay <= 1.0:

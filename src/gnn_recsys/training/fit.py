@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnn_recsys.graph.cooccurrence import cooccurrence_embedding
 from gnn_recsys.inference.recommend import recall_at_k
 from gnn_recsys.loader.collate import SubgraphCollate, make_sampler
 from gnn_recsys.loader.loaders import EpochBatches, make_loader
@@ -400,6 +401,16 @@ def train_dgsr(
     model = DGSR.from_config(graph.num_items, config.model)  # the same weights on every rank
     if init_state is not None:
         model.load_state_dict(init_state)
+    elif config.train.item_init == "cooccurrence":  # seeded above: the same rows on every rank
+        with torch.no_grad():
+            model.item_embedding.weight.copy_(
+                cooccurrence_embedding(
+                    graph,
+                    config.model.embedding_dim,
+                    config.train.item_init_window,
+                    max_events=config.train.item_init_max_events,
+                )
+            )
     model = model.to(device)
     if world.rank > 0:
         torch.manual_seed(config.train.seed + world.rank)  # its own dropout masks
