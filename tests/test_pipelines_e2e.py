@@ -161,9 +161,10 @@ def test_dgsr_otto_end_to_end(kedro_project: Path) -> None:
     model_scores = {m.key: m.value for m in logged[0].metrics}
     assert model_scores["score"] == pytest.approx(models["dgsr"]["score"])
 
-    # The ranking stage: its own period's models, a valid reranked table and submission, MLflow plots.
-    assert (data / "06_models" / "ranker_period" / "dgsr_model.pt").exists()
+    # The ranking stage: cross-fitted local lists, a valid reranked table and submission, MLflow plots.
     reranked = pl.read_parquet(data / "07_model_output" / "candidates_reranker.parquet")
+    folds = json.loads((data / "08_reporting" / "ranker_cross_fit_report.json").read_text())
+    assert len(folds) == 3 and sum(fold["sessions"] for fold in folds) == reranked["session"].n_unique()
     assert reranked.columns == ["session", "type", "rank", "aid", "score", "model"]
     assert set(labels["session"].unique()) <= set(reranked["session"].unique())
     # no ranker can pass the oracle order of its own candidates

@@ -28,6 +28,7 @@ from gnn_recsys.ranking import (
 )
 from gnn_recsys.ranking.candidates import history_items
 from gnn_recsys.ranking.features import covisitation_features
+from gnn_recsys.ranking.ranker import cross_fit_rerank, session_folds
 
 T0 = 1_659_304_800_000
 
@@ -240,7 +241,8 @@ def test_fusion_is_the_issue_formula() -> None:
 
 # ---------------------------------------------------------------- timeline: no label leakage
 def _ranker_training_rows(local_train: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The ranker period of the pipeline, by its own node functions (co-visitation as the source)."""
+    """The ranker's training rows as the pipeline makes them, by its own node functions: the local
+    split, co-visitation fitted before the cut, features, labels."""
     train, inputs, labels, _ = split_local_validation(local_train, {"test_days": 2, "seed": 5})
     covis, neighbours = recommend_covisitation(train, inputs, {"top_k": 20})
     params = {"source_k": {"covisitation": 20}, "history_k": 10, "fusion_weights": {"covisitation": 1.0}}
@@ -249,14 +251,14 @@ def _ranker_training_rows(local_train: pl.DataFrame) -> tuple[pl.DataFrame, pl.D
     return label_features(features, labels), labels
 
 
-def test_an_event_after_the_ranker_cut_is_not_seen_by_its_features() -> None:
+def test_an_event_after_the_local_cut_is_not_seen_by_the_ranker_features() -> None:
     config = SyntheticConfig(
         num_items=200, num_train_sessions=1200, num_test_sessions=0, seed=5, train_days=10
     )
     local_train = split_events(synthetic_events(config, "train"), test_days=3, seed=1).train
     clean, clean_labels = _ranker_training_rows(local_train)
 
-    # Plant the future of ten ranker-period sessions: after its cut each now orders one rare item over
+    # Plant the future of ten local test sessions: after its cut each now orders one rare item over
     # and over. Lengths stay the same, so every cut point stays the same.
     split = split_events(local_train, test_days=2, seed=5)
     cut = split.test_inputs.group_by("session").len().rename({"len": "cut"})
@@ -277,7 +279,7 @@ def test_an_event_after_the_ranker_cut_is_not_seen_by_its_features() -> None:
     )
     leaked, leaked_labels = _ranker_training_rows(planted)
 
-    # the planted orders are labels of the ranker period ...
+    # the planted orders are labels of the ranker's training rows ...
     planted_orders = leaked_labels.filter((pl.col("type") == 2) & (pl.col("aid") == rare))
     assert set(planted_orders["session"]) == set(victims["session"])
     assert not clean_labels.equals(leaked_labels)
@@ -290,18 +292,18 @@ def test_an_event_after_the_ranker_cut_is_not_seen_by_its_features() -> None:
     )
 
 
-def test_the_ranker_trains_on_its_own_period_only() -> None:
-    """Wiring: nothing from the local test sessions or the test file reaches the ranker's training rows."""
+def test_the_ranker_learns_from_local_labels_its_sources_never_saw() -> None:
+    """Wiring: the local test labels reach the ranker (its training table) but none of the candidate
+    sources or features, and none of the test file's models or features reach what is scored locally."""
     pipeline = register_pipelines()["dgsr_otto"]
-    upstream = pipeline.to_outputs("ranker_model")
-    inputs_seen = {name for n in upstream.nodes for name in n.inputs}
-    assert "local_test_labels" not in inputs_seen
-    assert "local_test_inputs" not in inputs_seen
-    assert "test_events" not in inputs_seen or all(
-        "ranker_period" not in out for n in upstream.nodes if "test_events" in n.inputs for out in n.outputs
-    )
-    assert "ranker_period.local_test_labels" in inputs_seen
-    assert not any(name.startswith("candidates_") for name in inputs_seen)
+    features = pipeline.to_outputs("ranker_local_features")
+    assert "local_test_labels" not in {name for n in features.nodes for name in n.inputs}
+    (table_node,) = pipeline.only_nodes_with_outputs("ranker_training_table").nodes
+    assert set(table_node.inputs) == {"ranker_local_features", "local_test_labels"}
+    for local in ("candidates_reranker", "ranker_model"):
+        upstream = {name for n in pipeline.to_outputs(local).nodes for name in n.inputs}
+        assert "ranker_training_table" in upstream
+        assert not {"dgsr_submission_model", "ranker_test_features", "test_candidates_dgsr"} & upstream, local
 
 
 # ---------------------------------------------------------------- the ranker
@@ -406,3 +408,48 @@ def test_no_test_sessions_give_an_empty_valid_table() -> None:
     )
     reranked = rerank(model, features, k=20)
     assert reranked.height == 0 and reranked.columns == ["session", "type", "rank", "aid", "score", "model"]
+
+
+def test_session_folds_are_balanced_seeded_and_cover_every_session() -> None:
+    sessions = np.arange(100, 203)
+    folds = session_folds(sessions, 4, seed=3)
+    assert np.array_equal(folds, session_folds(sessions, 4, seed=3))
+    assert not np.array_equal(folds, session_folds(sessions, 4, seed=4))
+    assert sorted(np.bincount(folds).tolist()) == [25, 26, 26, 26]
+    with pytest.raises(ValueError, match="cross_fit_folds"):
+        RankerConfig(cross_fit_folds=1)
+
+
+def test_cross_fit_ranks_each_session_by_a_model_that_never_saw_its_labels() -> None:
+    events, covis, dgsr, labels = _carted_item_sessions(600, seed=2)
+    features = build_features({"covisitation": covis, "dgsr": dgsr}, events, events)
+    config = RankerConfig(num_boost_round=40, cross_fit_folds=3, lgbm={"num_threads": 1})
+    args = (["covisitation", "dgsr"], {"covisitation": 2.0, "dgsr": 1.0}, 10.0, config)
+    reranked, summary = cross_fit_rerank(attach_labels(features, labels), *args)
+    assert [fold["sessions"] for fold in summary] == [200, 200, 200]
+    assert {fold[name] for fold in summary for name in EVENT_TYPES} == {"lightgbm"}
+    assert reranked.group_by(["session", "type"]).len().height == 600 * 3
+    # out of fold, the ranker still finds the carted item the fusion cannot
+    for name in EVENT_TYPES:
+        assert (
+            _recall(reranked, labels)[name]
+            > 0.95
+            > _recall(fusion_candidates(features, k=50), labels)[name] + 0.3
+        )
+
+    # Give fold 0's sessions other labels: their own lists must not move (their ranker never saw
+    # them), while the other folds' lists do (their rankers trained on the changed sessions).
+    fold = session_folds(np.arange(600), 3, config.seed)
+    fold0 = pl.Series(np.flatnonzero(fold == 0).astype(np.int32))
+    moved = labels.join(dgsr.filter(pl.col("rank") == 7).select("session", "type", pl.col("aid").alias("other")),
+                        on=["session", "type"]).with_columns(
+        pl.when(pl.col("session").is_in(fold0.implode())).then(pl.col("other")).otherwise(pl.col("aid")).alias("aid")
+    ).drop("other")  # fmt: skip
+    reranked_moved, _ = cross_fit_rerank(attach_labels(features, moved), *args)
+    in_fold0 = pl.col("session").is_in(fold0.implode())
+    assert (
+        reranked_moved.filter(in_fold0)
+        .select("session", "type", "rank", "aid")
+        .equals(reranked.filter(in_fold0).select("session", "type", "rank", "aid"))
+    )
+    assert not reranked_moved.filter(~in_fold0).equals(reranked.filter(~in_fold0))

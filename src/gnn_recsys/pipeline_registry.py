@@ -1,7 +1,7 @@
 """Project pipelines.
 
 Building blocks (each runnable alone once its inputs exist): ``ingestion``, ``data_split``,
-``baselines``, ``graph_construction``, ``training``, ``ranker_period``, ``ranking``, ``evaluation``,
+``baselines``, ``graph_construction``, ``training``, ``ranking``, ``evaluation``,
 ``candidate_export``.
 End to end: ``covisitation_otto`` (the two baselines) and ``dgsr_otto`` (DGSR next to both
 baselines, then the ranking stage over co-visitation and DGSR; also ``__default__``);
@@ -48,7 +48,6 @@ NAMESPACES = {
     "evaluation": "evaluation",
     "candidate_export": "export",
     "ranking": "ranking",
-    "ranker_period": "ranker_period",  # namespaced in pipelines/ranking, datasets prefixed too
 }
 
 
@@ -80,7 +79,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         + stages["baselines"]
         + stages["graph_construction"]
         + stages["training"]
-        + ranking.create_ranker_period_pipeline()  # namespaced (and its datasets prefixed) already
         + ranking_stage
         + _stage("evaluation", evaluation.create_pipeline(models=scored))
         + _stage("candidate_export", candidate_export.create_pipeline(models=(*ALL_MODELS, *RANKED_MODELS)))
@@ -100,7 +98,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     return {
         **stages,
-        "ranker_period": ranking.create_ranker_period_pipeline(),
         "ranking": ranking_stage,
         "evaluation": _stage("evaluation", evaluation.create_pipeline(models=ALL_MODELS)),
         "candidate_export": _stage("candidate_export", candidate_export.create_pipeline(models=ALL_MODELS)),

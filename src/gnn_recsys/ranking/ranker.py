@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -63,6 +63,7 @@ class RankerConfig:
     negatives_per_session: int | None = None
     output_k: int = 50
     refit_full: bool = True
+    cross_fit_folds: int = 3
     seed: int = 42
     lgbm: Mapping[str, Any] = field(default_factory=_default_lgbm)
 
@@ -71,6 +72,8 @@ class RankerConfig:
             raise ValueError(f"RankerConfig.valid_fraction must be in (0, 1), got {self.valid_fraction}")
         if self.num_boost_round < 1 or self.output_k < 1 or self.min_train_sessions < 1:
             raise ValueError("RankerConfig: num_boost_round, output_k and min_train_sessions must be >= 1")
+        if self.cross_fit_folds < 2:
+            raise ValueError(f"RankerConfig.cross_fit_folds must be >= 2, got {self.cross_fit_folds}")
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> RankerConfig:
@@ -347,6 +350,55 @@ def rerank(model: Mapping[str, Any], features: pl.DataFrame, k: int, name: str =
     """Typed candidates table: each (session, type) list ordered by the fitted model, top ``k``."""
     scored = features.select("session", "type", "aid").with_columns(score_rows(model, features))
     return ranked_candidates(scored, "score", name, k=k)
+
+
+def session_folds(sessions: np.ndarray, num_folds: int, seed: int) -> np.ndarray:
+    """Fold (``0..num_folds-1``) of each of the distinct ``sessions``: a seeded shuffle dealt round-robin,
+    so fold sizes differ by at most one."""
+    order = np.random.default_rng(seed).permutation(len(sessions))
+    folds = np.empty(len(sessions), dtype=np.int64)
+    folds[order] = np.arange(len(sessions)) % num_folds
+    return folds
+
+
+def cross_fit_rerank(
+    table: pl.DataFrame,
+    sources: Sequence[str],
+    fusion_weights: Mapping[str, float],
+    fusion_offset: float,
+    config: RankerConfig | None = None,
+    *,
+    name: str = "reranker",
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Out-of-fold reranked lists of a labelled feature table (:func:`attach_labels` output).
+
+    The sessions are dealt into ``config.cross_fit_folds`` folds; each fold's lists are ordered by a
+    ranker (:func:`train_ranker`) trained on the other folds only, so no session's list is ranked by a
+    model that saw its labels. Returns the typed candidates (top ``config.output_k``) and, per fold,
+    its sessions and each type's chosen scorer.
+    """
+    config = RankerConfig() if config is None else config
+    sessions = table["session"].unique().sort().to_numpy()
+    folds = session_folds(sessions, config.cross_fit_folds, config.seed)
+    scored_parts, summary = [], []
+    for fold in range(config.cross_fit_folds):
+        held = pl.col("session").is_in(pl.Series(sessions[folds == fold], dtype=table["session"].dtype))
+        model, report = train_ranker(
+            table.filter(~held),
+            sources,
+            fusion_weights,
+            fusion_offset,
+            replace(config, seed=config.seed + fold),
+        )
+        part = table.filter(held)
+        scored_parts.append(part.select("session", "type", "aid").with_columns(score_rows(model, part)))
+        summary.append(
+            {"fold": fold, "sessions": int((folds == fold).sum())}
+            | {type_name: entry["chosen"] for type_name, entry in report.items()}
+        )
+        logger.info("ranker cross-fit fold %d: %s", fold, summary[-1])
+    scored = pl.concat(scored_parts) if scored_parts else table.select("session", "type", "aid")
+    return ranked_candidates(scored, "score", name, k=config.output_k), summary
 
 
 def fusion_candidates(features: pl.DataFrame, k: int, name: str = "fusion") -> pl.DataFrame:

@@ -1,5 +1,5 @@
 """Ranking stage: candidate features, a learning-to-rank model per type, reranked candidates."""
 
-from .pipeline import create_pipeline, create_ranker_period_pipeline
+from .pipeline import create_pipeline
 
-__all__ = ["create_pipeline", "create_ranker_period_pipeline"]
+__all__ = ["create_pipeline"]

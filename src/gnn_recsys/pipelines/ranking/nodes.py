@@ -17,6 +17,7 @@ from gnn_recsys.ranking import (
     attach_labels,
     build_features,
     candidate_ceiling,
+    cross_fit_rerank,
     fusion_candidates,
     rerank,
     train_ranker,
@@ -86,6 +87,20 @@ def fit_ranker(
         mlflow_metrics(flat),
         feature_importance_figure(report),
         validation_curve_figure(report),
+    )
+
+
+def cross_fit_reranker(
+    table: pl.DataFrame, params: dict[str, Any]
+) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """The local test sessions reranked out of fold: each fold by a ranker trained on the others."""
+    candidates = CandidateConfig.from_dict(params["candidates"])
+    return cross_fit_rerank(
+        table,
+        sources=list(candidates.source_k),
+        fusion_weights=candidates.fusion_weights,
+        fusion_offset=candidates.fusion_offset,
+        config=RankerConfig.from_dict(params["ranker"]),
     )
 
 
