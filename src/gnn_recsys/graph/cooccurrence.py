@@ -24,6 +24,7 @@ session ids grow with time: the most recent sessions).
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,13 @@ def cooccurrence_embedding(
         torch.from_numpy(weight.astype(np.float32)),
         (size, size),
         check_invariants=False,
-    ).coalesce()
+    )
+    with (
+        warnings.catch_warnings()
+    ):  # "Sparse CSR tensor support is in beta": its product with a dense matrix is not
+        warnings.simplefilter("ignore", UserWarning)
+        # CSR: svd_lowrank's products run in MKL; 2.5x faster than COO on 17M non-zeros (1.47M items)
+        matrix = matrix.coalesce().to_sparse_csr()
     rank = min(dim, size)
     left, singular, _ = torch.svd_lowrank(matrix, q=rank, niter=niter)
     rows = left * singular.clamp(min=0).sqrt()
