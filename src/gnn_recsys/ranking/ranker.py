@@ -380,7 +380,7 @@ def cross_fit_rerank(
     config = RankerConfig() if config is None else config
     sessions = table["session"].unique().sort().to_numpy()
     folds = session_folds(sessions, config.cross_fit_folds, config.seed)
-    scored_parts, summary = [], []
+    reranked, summary = [], []
     for fold in range(config.cross_fit_folds):
         held = pl.col("session").is_in(pl.Series(sessions[folds == fold], dtype=table["session"].dtype))
         model, report = train_ranker(
@@ -390,15 +390,14 @@ def cross_fit_rerank(
             fusion_offset,
             replace(config, seed=config.seed + fold),
         )
-        part = table.filter(held)
-        scored_parts.append(part.select("session", "type", "aid").with_columns(score_rows(model, part)))
+        reranked.append(rerank(model, table.filter(held), k=config.output_k, name=name))
         summary.append(
             {"fold": fold, "sessions": int((folds == fold).sum())}
             | {type_name: entry["chosen"] for type_name, entry in report.items()}
         )
         logger.info("ranker cross-fit fold %d: %s", fold, summary[-1])
-    scored = pl.concat(scored_parts) if scored_parts else table.select("session", "type", "aid")
-    return ranked_candidates(scored, "score", name, k=config.output_k), summary
+    # the folds split the sessions, so each session's lists come whole from one fold
+    return pl.concat(reranked).sort(["session", "type", "rank"]), summary
 
 
 def fusion_candidates(features: pl.DataFrame, k: int, name: str = "fusion") -> pl.DataFrame:

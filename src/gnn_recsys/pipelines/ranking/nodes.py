@@ -57,22 +57,26 @@ def make_features(
 
 
 def label_features(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """The ranker's training table: features plus ``target`` and ``n_true`` from the period's labels."""
+    """The ranker's training table: features plus ``target`` and ``n_true`` from the sessions' labels."""
     return attach_labels(features, labels)
+
+
+def _ranker_options(params: dict[str, Any]) -> dict[str, Any]:
+    """``train_ranker`` / ``cross_fit_rerank`` keyword arguments from the ``ranking`` parameters."""
+    candidates = CandidateConfig.from_dict(params["candidates"])
+    return {
+        "sources": list(candidates.source_k),
+        "fusion_weights": candidates.fusion_weights,
+        "fusion_offset": candidates.fusion_offset,
+        "config": RankerConfig.from_dict(params["ranker"]),
+    }
 
 
 def fit_ranker(
     table: pl.DataFrame, params: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]], Figure, Figure]:
     """Train the per-type ranker; returns the model, its report, MLflow metrics and two figures."""
-    candidates = CandidateConfig.from_dict(params["candidates"])
-    model, report = train_ranker(
-        table,
-        sources=list(candidates.source_k),
-        fusion_weights=candidates.fusion_weights,
-        fusion_offset=candidates.fusion_offset,
-        config=RankerConfig.from_dict(params["ranker"]),
-    )
+    model, report = train_ranker(table, **_ranker_options(params))
     flat: dict[str, Any] = {}
     for type_name, entry in report.items():
         flat[f"{type_name}.lightgbm_chosen"] = float(entry["chosen"] == "lightgbm")
@@ -94,14 +98,7 @@ def cross_fit_reranker(
     table: pl.DataFrame, params: dict[str, Any]
 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """The local test sessions reranked out of fold: each fold by a ranker trained on the others."""
-    candidates = CandidateConfig.from_dict(params["candidates"])
-    return cross_fit_rerank(
-        table,
-        sources=list(candidates.source_k),
-        fusion_weights=candidates.fusion_weights,
-        fusion_offset=candidates.fusion_offset,
-        config=RankerConfig.from_dict(params["ranker"]),
-    )
+    return cross_fit_rerank(table, **_ranker_options(params))
 
 
 def rerank_candidates(model: dict[str, Any], features: pl.DataFrame, params: dict[str, Any]) -> pl.DataFrame:
@@ -114,9 +111,9 @@ def fuse_candidates(features: pl.DataFrame, params: dict[str, Any]) -> pl.DataFr
     return fusion_candidates(features, k=params["output_k"])
 
 
-def ceiling_candidates(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Oracle order of the candidates (labels first): its recall is the best any ranker can reach."""
-    return candidate_ceiling(attach_labels(features, labels))
+def ceiling_candidates(table: pl.DataFrame) -> pl.DataFrame:
+    """Oracle order of the labelled candidates (labels first): the best recall any ranker can reach."""
+    return candidate_ceiling(table)
 
 
 def log_ranker_to_mlflow(model: dict[str, Any]) -> None:

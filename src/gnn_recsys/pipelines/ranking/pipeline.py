@@ -94,7 +94,7 @@ def create_pipeline(sources: Sequence[str] = SOURCES, **kwargs: Any) -> Pipeline
             ),
             node(
                 ceiling_candidates,
-                inputs=["ranker_local_features", "local_test_labels"],
+                inputs="ranker_training_table",  # the local features with their labels, joined once
                 outputs="candidates_candidate_ceiling",
                 name="candidate_ceiling",
             ),
