@@ -32,6 +32,9 @@ class LoaderConfig:
     prefetch_factor: int = 4  # batches queued per worker
     persistent_workers: bool = True  # keep workers (and their graph pages) across epochs
     pin_memory: bool = True  # page-locked host batches for fast, asynchronous copies to CUDA
+    #: workers hand batches over with integers narrowed to int8/16/32 (~3.6x fewer bytes; the main
+    #: process's share of that hand-over capped training on an H200), widened on the device
+    compact: bool = True
 
     def __post_init__(self) -> None:
         if self.num_workers != "auto" and (not isinstance(self.num_workers, int) or self.num_workers < 0):
@@ -92,6 +95,16 @@ class EpochBatches(Sampler[np.ndarray]):
             yield self.order[start : start + self.batch_size]
 
 
+class _CompactCollate:
+    """The collate of worker processes: batches cross to the main process with narrowed integers."""
+
+    def __init__(self, collate: SubgraphCollate) -> None:
+        self.collate = collate
+
+    def __call__(self, rows: np.ndarray) -> Any:
+        return self.collate(rows).compact()
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # a worker samples with numpy; torch threads there would only compete
 
@@ -109,7 +122,7 @@ def make_loader(
     return DataLoader(
         _Rows(len(collate.samples)),
         batch_sampler=batches,
-        collate_fn=collate,
+        collate_fn=_CompactCollate(collate) if workers > 0 and config.compact else collate,
         num_workers=workers,
         pin_memory=config.pin_memory and device.type == "cuda",
         worker_init_fn=_worker_init if workers > 0 else None,

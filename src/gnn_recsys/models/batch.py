@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -77,47 +77,54 @@ class DGSRBatch:
     neighbour_order: Tensor | None = None  # [O] relative order of the session item it came through
     neighbour_side: Tensor | None = None  # [O] context column it sits in (0..before+after-1)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
-
+    def map(self, fn: Any) -> DGSRBatch:
+        """The same batch with ``fn`` applied to every tensor, the hops' too."""
         return DGSRBatch(
-            hops=[hop.to(device, non_blocking) for hop in self.hops],
-            num_samples=self.num_samples,
-            last_item=self.last_item.to(device, non_blocking=non_blocking),
-            prefix_count=self.prefix_count.to(device, non_blocking=non_blocking),
-            target=move(self.target),
-            target_type=move(self.target_type),
-            history_item=move(self.history_item),
-            history_slot=move(self.history_slot),
-            history_order=move(self.history_order),
-            history_type=move(self.history_type),
-            neighbour_item=move(self.neighbour_item),
-            neighbour_slot=move(self.neighbour_slot),
-            neighbour_order=move(self.neighbour_order),
-            neighbour_side=move(self.neighbour_side),
-        )
+            **{
+                f.name: ([hop._map(fn) for hop in value] if f.name == "hops" else
+                         fn(value) if isinstance(value, Tensor) else value)
+                for f in fields(self)
+                for value in [getattr(self, f.name)]
+            }
+        )  # fmt: skip
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
+        """The batch on ``device``, narrowed integers (:meth:`compact`) widened back to int64 there."""
+
+        def move(t: Tensor) -> Tensor:
+            t = t.to(device, non_blocking=non_blocking)
+            return t.long() if t.dtype in _NARROW_INTEGERS else t
+
+        return self.map(move)
 
     def pin_memory(self) -> DGSRBatch:
-        def pin(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.pin_memory()
+        return self.map(lambda t: t.pin_memory())
 
-        return DGSRBatch(
-            hops=[hop.pin_memory() for hop in self.hops],
-            num_samples=self.num_samples,
-            last_item=self.last_item.pin_memory(),
-            prefix_count=self.prefix_count.pin_memory(),
-            target=pin(self.target),
-            target_type=pin(self.target_type),
-            history_item=pin(self.history_item),
-            history_slot=pin(self.history_slot),
-            history_order=pin(self.history_order),
-            history_type=pin(self.history_type),
-            neighbour_item=pin(self.neighbour_item),
-            neighbour_slot=pin(self.neighbour_slot),
-            neighbour_order=pin(self.neighbour_order),
-            neighbour_side=pin(self.neighbour_side),
-        )
+    def compact(self) -> DGSRBatch:
+        """Integer tensors in the narrowest of int8/16/32 that holds their values.
+
+        Worker processes hand batches to the main process through shared memory, which then copies
+        them into page-locked memory and to the GPU: every byte is touched three times there. A batch
+        is all int64 indices, types and positions, mostly small; narrowing cuts its bytes ~3x (on an
+        H200 the main process's share of the loader, not the workers, capped training throughput:
+        ``benchmarks/README.md``). :meth:`to` restores int64.
+        """
+        return self.map(narrow_integers)
+
+
+_NARROW_INTEGERS = (torch.int8, torch.int16, torch.int32)
+
+
+def narrow_integers(t: Tensor) -> Tensor:
+    """An int64 tensor in the narrowest of int8/int16/int32 holding all its values (others as given)."""
+    if t.dtype != torch.int64 or t.numel() == 0:
+        return t
+    low, high = int(t.min()), int(t.max())
+    for dtype in _NARROW_INTEGERS:
+        info = torch.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return t.to(dtype)
+    return t
 
 
 # --------------------------------------------------------------------------------------------------
