@@ -2,7 +2,6 @@
 and the thread policy on a loaded machine. Prints figures; nothing is asserted.
 
     .venv/bin/python benchmarks/bench_training.py                   # ~1M events, workers 0 1 2
-                                                                    #   (with workers: compact and int64 batches)
     .venv/bin/python benchmarks/bench_training.py --load 3          # + ACTIVE vs PASSIVE OpenMP wait
                                                                     #   policy with 3 busy processes beside
 
@@ -40,10 +39,10 @@ def build_graph(num_events: int, num_items: int, folder: Path) -> TemporalGraph:
     return TemporalGraph.load(folder)  # memory-mapped, as the pipeline loads it
 
 
-def fit_config(samples: int, workers: int, compact: bool = True) -> FitConfig:
+def fit_config(samples: int, workers: int) -> FitConfig:
     return FitConfig().with_(
         train={"max_epochs": 1, "samples_per_epoch": samples, "progress": False, "device": "cpu"},
-        loader={"num_workers": workers, "compact": compact},
+        loader={"num_workers": workers},
     )
 
 
@@ -52,7 +51,7 @@ def train_rate(graph: TemporalGraph, samples: SampleSet, config: FitConfig) -> f
     return result.history[0]["train_samples_per_s"]
 
 
-def inference_rate(graph: TemporalGraph, sessions: int, workers: int, compact: bool = True) -> float:
+def inference_rate(graph: TemporalGraph, sessions: int, workers: int) -> float:
     import torch  # noqa: PLC0415
 
     from gnn_recsys.models.dgsr import DGSR  # noqa: PLC0415
@@ -61,11 +60,7 @@ def inference_rate(graph: TemporalGraph, sessions: int, workers: int, compact: b
     model = DGSR.from_config(graph.num_items, FitConfig().model).eval()
     t0 = time.perf_counter()
     recommend_by_type(
-        model,
-        graph,
-        list(range(sessions)),
-        InferenceConfig(),
-        loader=LoaderConfig(num_workers=workers, compact=compact),
+        model, graph, list(range(sessions)), InferenceConfig(), loader=LoaderConfig(num_workers=workers)
     )
     return sessions / (time.perf_counter() - t0)
 
@@ -125,14 +120,11 @@ def main() -> None:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; graph: {graph.num_events:,} events, "
         f"{graph.num_items:,} items, {graph.num_sessions:,} sessions"
     )
-    print(f"{'workers':>14} {'train samples/s':>16} {'inference sessions/s':>21}")
+    print(f"{'workers':>8} {'train samples/s':>16} {'inference sessions/s':>21}")
     for workers in args.workers:
-        # with workers, also the hand-over in int64 (loader.compact=false) as the same run's baseline
-        for compact in (True, False) if workers else (True,):
-            train = train_rate(graph, samples, fit_config(args.samples, workers, compact))
-            infer = inference_rate(graph, args.sessions, workers, compact)
-            label = f"{workers}{'' if compact or not workers else ' (int64)'}"
-            print(f"{label:>14} {train:>16.0f} {infer:>21.0f}")
+        train = train_rate(graph, samples, fit_config(args.samples, workers))
+        infer = inference_rate(graph, args.sessions, workers)
+        print(f"{workers:>8} {train:>16.0f} {infer:>21.0f}")
     if args.load:
         policy_under_load(args, folder)
 
