@@ -1,4 +1,4 @@
-"""GPU check: GPU results against CPU results, training throughput, peak GPU memory, the scoring probe.
+"""GPU check: GPU results against CPU results, training and inference throughput, the scoring probe.
 
 Run through ``benchmarks/gpu_check.sh`` (which first runs the CUDA-marked tests). On a GPU it measures
 at a size that fits in a few minutes and projects to full OTTO (185M training samples per epoch;
@@ -6,8 +6,15 @@ at a size that fits in a few minutes and projects to full OTTO (185M training sa
 tiny size (the projections printed then are CPU figures, not GPU ones). Exit status 0 = every check
 passed; a figure that misses its target is reported, not failed (it is a measurement).
 
+Training is timed at several batch sizes, each next to the loader alone (workers sampling and
+collating, batches copied to the device, no model): when the two agree, the input bounds training,
+not the GPU. Inference runs the pipeline's path (``recommend_by_type``); the scoring probe times the
+full-catalogue top-K with plain ``torch.topk`` and with ``topk_chunked``. One H200 took 168 s for
+``gpu_check.sh`` (figures in ``benchmarks/README.md``).
+
     python benchmarks/gpu_check.py                  # what gpu_check.sh runs
     python benchmarks/gpu_check.py --device cpu     # force the self-check
+    python benchmarks/gpu_check.py --batch-sizes 4096 16384 --workers 15
 """
 
 from __future__ import annotations

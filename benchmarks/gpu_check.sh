@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 8 minutes on one GPU): the CUDA-marked tests (AMP, checkpoints resuming
-# CUDA -> CPU -> CUDA, GPU scores against CPU scores), then benchmarks/gpu_check.py: GPU vs CPU results,
-# training samples/s, peak GPU memory, the projected full-OTTO epoch and the time to score 1.67M
-# sessions over 1.86M items, each next to its target. Without a GPU: the tests skip and the script runs
+# One prepared GPU check (< 8 minutes on one GPU; 168 s on an H200): the CUDA-marked tests (AMP,
+# checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU scores), then benchmarks/gpu_check.py:
+# GPU vs CPU results, training samples/s by batch size next to the loader alone, peak GPU memory,
+# inference sessions/s, the projected full-OTTO epoch and the time to score 1.67M sessions over 1.86M
+# items, each next to its target. Without a GPU: the tests skip and the script runs
 # its CPU self-check (exit 0 when it passes).
 #
 #   benchmarks/gpu_check.sh                # from anywhere; PYTHON=... to pick the interpreter
