@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -47,3 +48,25 @@ def test_quick_environment_overrides_single_keys_of_the_base_parameters() -> Non
     assert params["dgsr"]["train"]["lr"] == 0.001  # still from conf/base
     assert params["dgsr"]["inference"]["top_k"] == 50
     assert params["synthetic"]["num_train_sessions"] == 4000 and params["synthetic"]["seed"] == 7
+
+
+def test_gpu_environment_keeps_the_base_schedule_in_samples() -> None:
+    """conf/gpu trains in 16x larger batches: warm-up, the plateau guard and the moving average must
+    cover about as many samples as the base schedule does, or the preset silently trains differently."""
+
+    def train_params(env: str | None) -> dict:
+        loader = settings.CONFIG_LOADER_CLASS(
+            conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS
+        )
+        return loader["parameters"]["dgsr"]["train"]
+
+    base, gpu = train_params("local"), train_params("gpu")
+    ratio = gpu["batch_size"] / base["batch_size"]
+    assert ratio >= 8 and gpu["lr"] > base["lr"]
+    for key in ("warmup_steps", "min_steps"):
+        assert gpu[key] * gpu["batch_size"] == pytest.approx(base[key] * base["batch_size"], rel=0.05), key
+    # the average's decay per sample: decay ** (1 / batch)
+    assert math.log(gpu["ema_decay"]) / gpu["batch_size"] == pytest.approx(
+        math.log(base["ema_decay"]) / base["batch_size"], rel=0.05
+    )
+    assert gpu["samples_per_epoch"] == base["samples_per_epoch"]  # the rest comes from conf/base
