@@ -119,7 +119,7 @@ def narrow_integers(t: Tensor) -> Tensor:
     """An int64 tensor in the narrowest of int8/int16/int32 holding all its values (others as given)."""
     if t.dtype != torch.int64 or t.numel() == 0:
         return t
-    low, high = int(t.min()), int(t.max())
+    low, high = (int(v) for v in torch.aminmax(t))  # one pass
     for dtype in _NARROW_INTEGERS:
         info = torch.iinfo(dtype)
         if info.min <= low and high <= info.max:
