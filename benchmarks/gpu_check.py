@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.probe_block}) -> {probe['full_s']:,.1f} s for all")  # fmt: skip
     probe = probes[32]
 
-    epoch_min = OTTO_EPOCH_SAMPLES / runs[best_batch]["rate"] / 60
     best = runs[best_batch]
+    epoch_min = OTTO_EPOCH_SAMPLES / best["rate"] / 60
     rows = [
         (f"training samples/s (batch {args.batch_size})", f"{train['rate']:,.0f}",
          f">= {TARGET_SAMPLES_PER_S:,} (one H100)"),

@@ -105,8 +105,8 @@ class DGSRBatch:
 
         Worker processes hand batches to the main process through shared memory, which then copies
         them into page-locked memory and to the GPU: every byte is touched three times there. A batch
-        is all int64 indices, types and positions, mostly small; narrowing cuts its bytes ~3x (on an
-        H200 the main process's share of the loader, not the workers, capped training throughput:
+        is all int64 indices, types and positions, mostly small; narrowing cuts its bytes ~3.6x (on an
+        H200 the input, not the GPU, bounded training; narrowed batches raised it 1.46x:
         ``benchmarks/README.md``). :meth:`to` restores int64.
         """
         return self.map(narrow_integers)
