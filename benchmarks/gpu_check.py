@@ -133,13 +133,15 @@ def check_against_cpu(device: torch.device) -> list[str]:
 
 def loader_rate(graph: TemporalGraph, train: SampleSet, config: FitConfig, device: torch.device) -> float:
     """Samples/s of the training loader alone (workers sample and collate, batches copied to the
-    device): the ceiling of training throughput with this many workers."""
+    device), from its first batch on (worker start-up excluded, as persistent workers pay it once):
+    the ceiling of training throughput with this many workers."""
     collate = SubgraphCollate(graph, train, config.model, sampler=make_sampler(graph, config.model))
     batches = EpochBatches(len(train), config.train.batch_size)
     batches.new_epoch(np.random.default_rng(0).permutation(len(train))[: config.train.samples_per_epoch])
-    loader = make_loader(collate, batches, config.loader, device, persistent=False)
+    batch_iter = iter(make_loader(collate, batches, config.loader, device, persistent=False))
+    next(batch_iter)
     seen, t0 = 0, time.perf_counter()
-    for batch in loader:
+    for batch in batch_iter:
         seen += batch.to(device, non_blocking=True).num_samples
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -149,12 +151,15 @@ def loader_rate(graph: TemporalGraph, train: SampleSet, config: FitConfig, devic
 def training_throughput(
     graph: TemporalGraph, device: torch.device, size: dict, batch_size: int, workers: int | str
 ) -> dict[str, Any]:
-    """Two capped epochs with the default config (workers, AMP); the second epoch's rate counts."""
+    """Two capped epochs with the default config (workers, AMP); the second epoch's rate counts.
+
+    An epoch is at least 150 batches: each starts by waiting for every worker's first batch."""
     train = SampleSet.from_events(graph, training_sample_events(graph))
+    samples = min(len(train), max(size["samples"], 150 * batch_size))
     config = FitConfig().with_(
         train={
             "max_epochs": 2,
-            "samples_per_epoch": size["samples"],
+            "samples_per_epoch": samples,
             "progress": False,
             "device": str(device),
             "batch_size": batch_size,
@@ -168,7 +173,7 @@ def training_throughput(
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     rates = [round(h["train_samples_per_s"]) for h in result.history]
     print(f"  batch {batch_size:>5}: {config.loss.resolve(graph.num_items)} softmax, "
-          f"{config.loader.workers()} loader workers, epochs of {size['samples']:,} samples: "
+          f"{config.loader.workers()} loader workers, epochs of {samples:,} samples: "
           f"{rates} samples/s (loader alone {feed:,.0f}), peak GPU memory "
           f"{f'{peak:.2f} GiB' if device.type == 'cuda' else 'n/a'}")  # fmt: skip
     return {"rate": result.history[-1]["train_samples_per_s"], "peak_gib": peak, "model": result.model,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -57,6 +58,19 @@ def test_loader_compacts_only_for_cuda_with_workers() -> None:
     assert collate_of(1, "cuda", compact=False) is collate
     assert collate_of(0, "cuda") is collate  # no hand-over between processes
     assert collate_of(1, "cpu") is collate  # widening would cost the main process what narrowing saves
+
+
+@pytest.mark.parametrize(
+    ("cores", "ranks", "workers"), [(2, 1, 0), (4, 1, 3), (16, 1, 8), (64, 1, 8), (16, 4, 3), (16, 8, 0)]
+)
+def test_auto_workers_share_the_machine_with_other_ranks(
+    monkeypatch: pytest.MonkeyPatch, cores: int, ranks: int, workers: int
+) -> None:
+    """One worker per core but one (at most 8); ranks started by torchrun on one machine split it."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
+    assert LoaderConfig().workers() == workers
+    assert LoaderConfig(num_workers=5).workers() == 5
 
 
 def test_narrow_integers_picks_the_smallest_type_that_holds_the_values() -> None:

@@ -27,7 +27,10 @@ class LoaderConfig:
     """Worker processes for training, validation and inference batches."""
 
     #: "auto": one per core but one, at most 8, and none on a machine of 2 cores or fewer, where the
-    #: sampler in the main process measured faster (benchmarks/README.md: 2.5k vs 1.7k samples/s).
+    #: sampler in the main process measured faster (2.5k vs 1.7k samples/s). Under torchrun the ranks
+    #: of a machine share its cores. More is not faster on a GPU: on an H200 box (16 cores, batches
+    #: of 8,192) 6 / 8 / 10 / 14 workers trained 151k / 193k / 177k / 152k samples/s; beyond ~8 the
+    #: main process, which launches the model's kernels, slows down (benchmarks/README.md).
     num_workers: int | str = "auto"
     prefetch_factor: int = 4  # batches queued per worker
     persistent_workers: bool = True  # keep workers (and their graph pages) across epochs
@@ -43,11 +46,11 @@ class LoaderConfig:
             raise ValueError("loader.prefetch_factor must be >= 1")
 
     def workers(self) -> int:
-        """The number of worker processes this machine gets."""
-        if self.num_workers == "auto":
-            cores = os.cpu_count() or 1
-            return 0 if cores <= 2 else min(8, cores - 1)
-        return int(self.num_workers)
+        """The number of worker processes this process gets (its share of the machine's cores)."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return 0 if cores <= 2 else min(8, cores - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
