@@ -8,8 +8,8 @@
   match a float32 reference, then a ``torch.profiler`` table of the pipeline's path.
 - ``training``: the training step alone on batches already on the device (the GPU's ceiling, one
   batch and several in turn), the fit loop's main process split into waiting for a batch, copying it
-  and stepping, with ``--loop-workers`` loader workers, then ``gpu_check``'s training run with each
-  of ``--train-workers``.
+  and stepping, with ``--loop-workers`` loader workers (also with the main process on cores of its
+  own), then ``gpu_check``'s training run with each of ``--train-workers``.
 
 On an H200 both parts took ~70 s (figures in ``benchmarks/README.md``). Without a GPU it runs the same
 code at a tiny size as a dry run (CPU figures).
@@ -21,6 +21,7 @@ code at a tiny size as a dry run (CPU figures).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -216,13 +217,25 @@ def fit_loop(  # noqa: PLR0917
     workers: int,
     batch_size: int,
     samples: int,
+    *,
+    own_cores: bool = False,
 ) -> None:
     """The fit loop's main process with loader workers: waiting for a batch, copying it, stepping
-    (launching kernels; a step also blocks when the GPU's queue is full)."""
+    (launching kernels; a step also blocks when the GPU's queue is full).
+
+    ``own_cores``: the main process (with its pin-memory thread) keeps cores 0-1 to itself and the
+    workers share the others, so that no worker runs on the cores the main process needs (an
+    experiment: the step slows 1.6-2.1x beside busy workers)."""
     batches = EpochBatches(len(collate.samples), batch_size)
     batches.new_epoch(np.random.default_rng(1).permutation(len(collate.samples))[:samples])
     loader = make_loader(collate, batches, LoaderConfig(num_workers=workers), device, persistent=False)
-    batch_iter = iter(loader)
+    every_core = os.sched_getaffinity(0)
+    main_cores = set(sorted(every_core)[:2])
+    if own_cores and workers > 0:
+        loader.worker_init_fn = _worker_on_other_cores(every_core - main_cores)
+    batch_iter = iter(loader)  # forks the workers
+    if own_cores and workers > 0:
+        os.sched_setaffinity(0, main_cores)
     step(next(batch_iter).to(device))  # workers started, first batches queued
     sync(device)
     seen, wait, move, stepping = 0, 0.0, 0.0, 0.0
@@ -235,9 +248,18 @@ def fit_loop(  # noqa: PLR0917
         wait, move, stepping = wait + host.wait, move + t2 - t1, stepping + time.perf_counter() - t2
         seen += batch.num_samples
     sync(device)
+    os.sched_setaffinity(0, every_core)
     total, steps = time.perf_counter() - t0, seen / batch_size
-    log(f"  fit loop, {workers} workers: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
+    log(f"  fit loop, {workers} workers{', main process on cores of its own' if own_cores else ''}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
         f"waiting {wait / steps * 1e3:.1f}, copy {move / steps * 1e3:.1f}, step {stepping / steps * 1e3:.1f}")  # fmt: skip
+
+
+def _worker_on_other_cores(cores: set[int]) -> Callable[[int], None]:
+    def init(_: int) -> None:
+        torch.set_num_threads(1)
+        os.sched_setaffinity(0, cores)
+
+    return init
 
 
 class _Timed:
@@ -276,7 +298,9 @@ def training(
         step = _stepper(graph, train, config, device)
         step_alone(step, host_batches, device)
         for workers in loop_workers:
-            fit_loop(step, collate, device, workers, batch_size, min(len(train), 150 * batch_size))
+            for own_cores in (False, True) if len(os.sched_getaffinity(0)) > 2 else (False,):
+                fit_loop(step, collate, device, workers, batch_size, min(len(train), 150 * batch_size),
+                         own_cores=own_cores)  # fmt: skip
         for workers in train_workers:
             training_throughput(graph, device, size, batch_size, workers)
 

@@ -36,7 +36,9 @@ class HopBlock:
     context: Tensor | None = None  # [R, C] int64 into context_items, pad = len(context_items); even h
     context_items: Tensor | None = None  # [U] int64 distinct item indices of the hop's context windows
 
-    def _map(self, fn: Any) -> HopBlock:
+    def map(self, fn: Any) -> HopBlock:
+        """The same hop with ``fn`` applied to every tensor, the layout's too."""
+
         def opt(t: Tensor | None) -> Tensor | None:
             return None if t is None else fn(t)
 
@@ -49,10 +51,10 @@ class HopBlock:
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> HopBlock:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> HopBlock:
-        return self._map(lambda t: t.pin_memory())
+        return self.map(lambda t: t.pin_memory())
 
 
 @dataclass
@@ -81,7 +83,7 @@ class DGSRBatch:
         """The same batch with ``fn`` applied to every tensor, the hops' too."""
         return DGSRBatch(
             **{
-                f.name: ([hop._map(fn) for hop in value] if f.name == "hops" else
+                f.name: ([hop.map(fn) for hop in value] if f.name == "hops" else
                          fn(value) if isinstance(value, Tensor) else value)
                 for f in fields(self)
                 for value in [getattr(self, f.name)]
