@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 8 minutes on one GPU; 168 s on an H200): the CUDA-marked tests (AMP,
-# checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU scores), then benchmarks/gpu_check.py:
+# One prepared GPU check (< 8 minutes on one GPU; on an H200 ~4: 168 s before gpu_diag, ~70 s for
+# it): the CUDA-marked tests (AMP, checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU
+# scores), then benchmarks/gpu_check.py:
 # GPU vs CPU results, training samples/s by batch size next to the loader alone, peak GPU memory,
 # inference sessions/s, the projected full-OTTO epoch and the time to score 1.67M sessions over 1.86M
-# items, each next to its target. Without a GPU: the tests skip and the script runs
-# its CPU self-check (exit 0 when it passes).
+# items, each next to its target; then benchmarks/gpu_diag.py (scoring variants and profile, the
+# training step alone, the fit loop's main process). Without a GPU: the tests skip and both scripts
+# run their CPU self-checks (exit 0 when they pass).
 #
 #   benchmarks/gpu_check.sh                # from anywhere; PYTHON=... to pick the interpreter
 #   benchmarks/gpu_check.sh --batch-size 4096   # extra arguments go to gpu_check.py
@@ -20,4 +22,7 @@ echo "== CUDA-marked tests (pytest -m cuda)"
 echo
 echo "== benchmarks/gpu_check.py"
 "$PYTHON" benchmarks/gpu_check.py "$@"
+echo
+echo "== benchmarks/gpu_diag.py (where scoring and training time goes)"
+"$PYTHON" benchmarks/gpu_diag.py
 echo "gpu_check.sh: $(( $(date +%s) - start )) s in all"
