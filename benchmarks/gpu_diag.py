@@ -8,8 +8,8 @@
   match a float32 reference, then a ``torch.profiler`` table of the pipeline's path.
 - ``training``: the training step alone on batches already on the device (the GPU's ceiling, one
   batch and several in turn), the fit loop's main process split into waiting for a batch, copying it
-  and stepping, with ``--loop-workers`` loader workers (also with the main process on cores of its
-  own), then ``gpu_check``'s training run with each of ``--train-workers``.
+  and stepping, with ``--loop-workers`` loader workers (also without pinned memory and with the main
+  process on cores of its own), then ``gpu_check``'s training run with each of ``--train-workers``.
 
 On an H200 both parts took ~70 s (figures in ``benchmarks/README.md``). Without a GPU it runs the same
 code at a tiny size as a dry run (CPU figures).
@@ -219,16 +219,19 @@ def fit_loop(  # noqa: PLR0917
     samples: int,
     *,
     own_cores: bool = False,
+    pin_memory: bool = True,
 ) -> None:
     """The fit loop's main process with loader workers: waiting for a batch, copying it, stepping
     (launching kernels; a step also blocks when the GPU's queue is full).
 
-    ``own_cores``: the main process (with its pin-memory thread) keeps cores 0-1 to itself and the
-    workers share the others, so that no worker runs on the cores the main process needs (an
-    experiment: the step slows 1.6-2.1x beside busy workers)."""
+    Two experiments on why a step slows 1.6-2.1x beside busy workers: ``own_cores``: the main process
+    (with its pin-memory thread) keeps cores 0-1 to itself and the workers share the others;
+    ``pin_memory=False``: no pin-memory thread in the main process competing with the launching
+    thread for the GIL (batches are then received by the main thread and copied synchronously)."""
     batches = EpochBatches(len(collate.samples), batch_size)
     batches.new_epoch(np.random.default_rng(1).permutation(len(collate.samples))[:samples])
-    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers), device, persistent=False)
+    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers, pin_memory=pin_memory), device,
+                         persistent=False)  # fmt: skip
     every_core = os.sched_getaffinity(0)
     main_cores = set(sorted(every_core)[:2])
     if own_cores and workers > 0:
@@ -250,7 +253,10 @@ def fit_loop(  # noqa: PLR0917
     sync(device)
     os.sched_setaffinity(0, every_core)
     total, steps = time.perf_counter() - t0, seen / batch_size
-    log(f"  fit loop, {workers} workers{', main process on cores of its own' if own_cores else ''}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
+    variant = (
+        ", main process on cores of its own" if own_cores else ", no pinned memory" if not pin_memory else ""
+    )
+    log(f"  fit loop, {workers} workers{variant}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
         f"waiting {wait / steps * 1e3:.1f}, copy {move / steps * 1e3:.1f}, step {stepping / steps * 1e3:.1f}")  # fmt: skip
 
 
@@ -298,9 +304,13 @@ def training(
         step = _stepper(graph, train, config, device)
         step_alone(step, host_batches, device)
         for workers in loop_workers:
-            for own_cores in (False, True) if len(os.sched_getaffinity(0)) > 2 else (False,):
-                fit_loop(step, collate, device, workers, batch_size, min(len(train), 150 * batch_size),
-                         own_cores=own_cores)  # fmt: skip
+            variants = [{}, {"pin_memory": False}] if device.type == "cuda" else [{}]
+            if len(os.sched_getaffinity(0)) > 2:
+                variants.append({"own_cores": True})
+            for variant in variants:
+                fit_loop(
+                    step, collate, device, workers, batch_size, min(len(train), 150 * batch_size), **variant
+                )
         for workers in train_workers:
             training_throughput(graph, device, size, batch_size, workers)
 
