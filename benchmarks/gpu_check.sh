@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 8 minutes on one GPU; on an H200 ~4: 168 s before gpu_diag, ~70 s for
-# it): the CUDA-marked tests (AMP, checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU
+# One prepared GPU check (< 8 minutes on one GPU; on an H200 ~4-5: 168 s before gpu_diag, ~1.5 min
+# for it): the CUDA-marked tests (AMP, checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU
 # scores), then benchmarks/gpu_check.py:
 # GPU vs CPU results, training samples/s by batch size next to the loader alone, peak GPU memory,
 # inference sessions/s, the projected full-OTTO epoch and the time to score 1.67M sessions over 1.86M

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,28 @@ def step_alone(step: Callable, host_batches: list[DGSRBatch], device: torch.devi
         seconds = best_time(lambda cycle=cycle: [step(b) for b in cycle * (12 // len(cycle))], device, 1) / 12
         log(f"  step alone, {label}: {seconds * 1e3:.1f} ms -> {cycle[0].num_samples / seconds:,.0f} samples/s "
             f"({_allocator(device)})")  # fmt: skip
+    if device.type == "cuda":
+        try:
+            host_syncs(step, batches[0])
+        except (RuntimeError, AttributeError) as error:  # a diagnosis must not stop the rest
+            log(f"  host synchronisations not counted: {type(error).__name__}: {error}")
+
+
+def host_syncs(step: Callable, batch: DGSRBatch) -> None:
+    """The operations of one step that wait for the GPU (``torch.cuda.set_sync_debug_mode``)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step(batch)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    # the warning names no operation, only the Python line that called it
+    syncs = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    log(f"  host synchronisations in one step: {sum(syncs.values())}")
+    for line, count in syncs.most_common(10):
+        print(f"    {count} x {line}")
 
 
 def fit_loop(  # noqa: PLR0917
