@@ -267,12 +267,12 @@ def fit_loop(  # noqa: PLR0917
     sync(device)
     seen, wait, move, stepping = 0, 0.0, 0.0, 0.0
     t0 = time.perf_counter()
-    for host in _timed_iter(batch_iter):
+    for host, waited in _timed_iter(batch_iter):
         t1 = time.perf_counter()
-        batch = host.batch.to(device, non_blocking=True)
+        batch = host.to(device, non_blocking=True)
         t2 = time.perf_counter()
         step(batch)
-        wait, move, stepping = wait + host.wait, move + t2 - t1, stepping + time.perf_counter() - t2
+        wait, move, stepping = wait + waited, move + t2 - t1, stepping + time.perf_counter() - t2
         seen += batch.num_samples
     sync(device)
     os.sched_setaffinity(0, every_core)
@@ -292,19 +292,15 @@ def _worker_on_other_cores(cores: set[int]) -> Callable[[int], None]:
     return init
 
 
-class _Timed:
-    def __init__(self, batch: DGSRBatch, wait: float) -> None:
-        self.batch, self.wait = batch, wait
-
-
 def _timed_iter(batch_iter: Any) -> Any:
+    """``(batch, seconds waited for it)`` pairs."""
     while True:
         t0 = time.perf_counter()
         try:
             batch = next(batch_iter)
         except StopIteration:
             return
-        yield _Timed(batch, time.perf_counter() - t0)
+        yield batch, time.perf_counter() - t0
 
 
 def training(

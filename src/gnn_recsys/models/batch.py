@@ -50,12 +50,6 @@ class HopBlock:
             context_items=opt(self.context_items),
         )
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> HopBlock:
-        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> HopBlock:
-        return self.map(lambda t: t.pin_memory())
-
 
 @dataclass
 class DGSRBatch:
@@ -108,7 +102,7 @@ class DGSRBatch:
         Worker processes hand batches to the main process through shared memory, which then copies
         them into page-locked memory and to the GPU: every byte is touched three times there. A batch
         is all int64 indices, types and positions, mostly small; narrowing cuts its bytes ~3.6x (on an
-        H200 the input, not the GPU, bounded training; narrowed batches raised it 1.46x:
+        H200, where the input then bounded training, it raised training 1.46x:
         ``benchmarks/README.md``). :meth:`to` restores int64.
         """
         return self.map(narrow_integers)
