@@ -244,6 +244,7 @@ def fit_loop(  # noqa: PLR0917
     *,
     own_cores: bool = False,
     pin_memory: bool = True,
+    pack: bool = True,
 ) -> None:
     """The fit loop's main process with loader workers: waiting for a batch, copying it, stepping
     (launching kernels; a step also blocks when the GPU's queue is full).
@@ -251,10 +252,12 @@ def fit_loop(  # noqa: PLR0917
     Two experiments on why a step slows 1.6-2.1x beside busy workers: ``own_cores``: the main process
     (with its pin-memory thread) keeps cores 0-1 to itself and the workers share the others;
     ``pin_memory=False``: no pin-memory thread in the main process competing with the launching
-    thread for the GIL (batches are then received by the main thread and copied synchronously)."""
+    thread for the GIL (batches are then received by the main thread and copied synchronously);
+    ``pack=False``: workers hand over ~30 tensors per batch instead of one buffer (the loader before
+    ``loader.pack``), each a shared-memory segment the pin-memory thread must open."""
     batches = EpochBatches(len(collate.samples), batch_size)
     batches.new_epoch(np.random.default_rng(1).permutation(len(collate.samples))[:samples])
-    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers, pin_memory=pin_memory), device,
+    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers, pin_memory=pin_memory, pack=pack), device,
                          persistent=False)  # fmt: skip
     every_core = os.sched_getaffinity(0)
     main_cores = set(sorted(every_core)[:2])
@@ -278,8 +281,9 @@ def fit_loop(  # noqa: PLR0917
     os.sched_setaffinity(0, every_core)
     total, steps = time.perf_counter() - t0, seen / batch_size
     variant = (
-        ", main process on cores of its own" if own_cores else ", no pinned memory" if not pin_memory else ""
-    )
+        ", main process on cores of its own" if own_cores else ", no pinned memory" if not pin_memory
+        else ", batches not packed" if not pack else ""
+    )  # fmt: skip
     log(f"  fit loop, {workers} workers{variant}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
         f"waiting {wait / steps * 1e3:.1f}, copy {move / steps * 1e3:.1f}, step {stepping / steps * 1e3:.1f}")  # fmt: skip
 
@@ -316,7 +320,7 @@ def training(
         rng = np.random.default_rng(0)
         rows = [rng.choice(len(train), batch_size, replace=False) for _ in range(4)]
         t0 = time.perf_counter()
-        host_batches = [collate(r).compact() for r in rows]
+        host_batches = [collate(r).pack(narrow=device.type == "cuda") for r in rows]
         per = (time.perf_counter() - t0) / len(rows)
         log(
             f"  one process collates {batch_size:,} samples in {per * 1e3:.0f} ms: {batch_size / per:,.0f} samples/s a core"
@@ -324,7 +328,7 @@ def training(
         step = _stepper(graph, train, config, device)
         step_alone(step, host_batches, device)
         for workers in loop_workers:
-            variants = [{}, {"pin_memory": False}] if device.type == "cuda" else [{}]
+            variants = [{}, {"pack": False}, {"pin_memory": False}] if device.type == "cuda" else [{}]
             if len(os.sched_getaffinity(0)) > 2:
                 variants.append({"own_cores": True})
             for variant in variants:

@@ -1,8 +1,9 @@
-"""Batches cross from loader workers to the main process with narrowed integers and come back whole."""
+"""Batches cross from loader workers to the main process packed in one buffer (integers narrowed for a
+GPU) and come back whole."""
 
 from __future__ import annotations
 
-import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ from gnn_recsys.graph.sampler import training_sample_events
 from gnn_recsys.graph.temporal_graph import build_temporal_graph
 from gnn_recsys.loader import LoaderConfig, SampleSet
 from gnn_recsys.loader.collate import SubgraphCollate
-from gnn_recsys.loader.loaders import EpochBatches, _CompactCollate, make_loader
-from gnn_recsys.models.batch import DGSRBatch, narrow_integers
+from gnn_recsys.loader.loaders import EpochBatches, PackedCollate, make_loader
+from gnn_recsys.models.batch import DGSRBatch, narrowest_integer_dtype
 from gnn_recsys.training import FitConfig
 
 
@@ -25,7 +26,7 @@ def _tensors(batch: DGSRBatch) -> list[torch.Tensor]:
     return found
 
 
-def _batches(workers: int, *, compact: bool = False) -> list[DGSRBatch]:
+def _batches(workers: int, *, narrow: bool = False) -> list[DGSRBatch]:
     events = synthetic_events(
         SyntheticConfig(num_items=400, num_train_sessions=200, num_test_sessions=0, seed=5)
     )
@@ -36,13 +37,13 @@ def _batches(workers: int, *, compact: bool = False) -> list[DGSRBatch]:
     batches = EpochBatches(len(samples), 128)
     batches.new_epoch(np.random.default_rng(0).permutation(len(samples))[:512])
     loader = make_loader(collate, batches, LoaderConfig(num_workers=workers), torch.device("cpu"))
-    if compact:  # what make_loader does for a CUDA device, here on the CPU
-        loader = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=_CompactCollate(collate),
-                            num_workers=workers)  # fmt: skip
+    if narrow:  # what make_loader does for a CUDA device, here on the CPU
+        loader = DataLoader(loader.dataset, batch_sampler=batches, num_workers=workers,
+                            collate_fn=PackedCollate(collate, narrow=True))  # fmt: skip
     return [batch.to("cpu") for batch in loader]
 
 
-def test_loader_compacts_only_for_cuda_with_workers() -> None:
+def test_loader_packs_with_workers_and_narrows_only_for_cuda() -> None:
     events = synthetic_events(
         SyntheticConfig(num_items=50, num_train_sessions=20, num_test_sessions=0, seed=1)
     )
@@ -50,14 +51,22 @@ def test_loader_compacts_only_for_cuda_with_workers() -> None:
     samples = SampleSet.from_events(graph, training_sample_events(graph))
     collate = SubgraphCollate(graph, samples, FitConfig().model)
 
-    def collate_of(workers: int, device: str, compact: bool = True) -> object:
-        config = LoaderConfig(num_workers=workers, compact=compact, pin_memory=False)
-        return make_loader(collate, EpochBatches(len(samples), 8), config, torch.device(device)).collate_fn
+    def collate_of(workers: int, device: str, **config: bool) -> object:
+        loader_config = LoaderConfig(num_workers=workers, pin_memory=False, **config)
+        return make_loader(
+            collate, EpochBatches(len(samples), 8), loader_config, torch.device(device)
+        ).collate_fn
 
-    assert isinstance(collate_of(1, "cuda"), _CompactCollate)
-    assert collate_of(1, "cuda", compact=False) is collate
+    def narrows(fn: object) -> bool:
+        assert isinstance(fn, PackedCollate) and fn.collate is collate
+        return fn.narrow
+
+    assert narrows(collate_of(1, "cuda"))
+    assert not narrows(collate_of(1, "cuda", compact=False))
+    assert not narrows(collate_of(1, "cpu"))  # widening would cost the main process what narrowing saves
+    assert collate_of(1, "cuda", pack=False) is collate
     assert collate_of(0, "cuda") is collate  # no hand-over between processes
-    assert collate_of(1, "cpu") is collate  # widening would cost the main process what narrowing saves
+    assert collate_of(0, "cpu") is collate
 
 
 @pytest.mark.parametrize(
@@ -73,31 +82,44 @@ def test_auto_workers_share_the_machine_with_other_ranks(
     assert LoaderConfig(num_workers=5).workers() == 5
 
 
-def test_narrow_integers_picks_the_smallest_type_that_holds_the_values() -> None:
-    assert narrow_integers(torch.tensor([-1, 0, 2])).dtype == torch.int8
-    assert narrow_integers(torch.tensor([0, 200])).dtype == torch.int16
-    assert narrow_integers(torch.tensor([-40_000, 5])).dtype == torch.int32
-    assert narrow_integers(torch.tensor([0, 2**31])).dtype == torch.int64  # does not fit: kept
-    flags = torch.tensor([True, False])
-    assert narrow_integers(flags) is flags  # not int64: untouched
-    assert torch.equal(narrow_integers(torch.tensor([-40_000, 5])).long(), torch.tensor([-40_000, 5]))
+def test_narrowest_integer_dtype_holds_every_value() -> None:
+    assert narrowest_integer_dtype(torch.tensor([-1, 0, 2])) == torch.int8
+    assert narrowest_integer_dtype(torch.tensor([0, 200])) == torch.int16
+    assert narrowest_integer_dtype(torch.tensor([-40_000, 5])) == torch.int32
+    assert narrowest_integer_dtype(torch.tensor([0, 2**31])) == torch.int64  # does not fit: kept
+    assert narrowest_integer_dtype(torch.tensor([True, False])) == torch.bool  # not int64: its own
+    assert narrowest_integer_dtype(torch.zeros(0, dtype=torch.int64)) == torch.int64
 
 
-def test_compact_batch_is_smaller_and_restores_exactly() -> None:
+@pytest.mark.parametrize("narrow", [False, True])
+def test_packed_batch_is_one_buffer_and_restores_exactly(narrow: bool) -> None:
     batch = _batches(0)[0]
-    compact = batch.compact()
-    assert any(t.dtype == torch.int8 for t in _tensors(compact))
-    assert len(pickle.dumps(compact)) < len(pickle.dumps(batch)) / 2
-    restored = compact.to("cpu")
+    # edge cases beside the real tensors: an empty one and one too wide for int32
+    batch = replace(batch, history_slot=torch.zeros(0, dtype=torch.int64),
+                    target=batch.target + 2**40)  # fmt: skip
+    packed = batch.pack(narrow=narrow)
+    assert packed.num_samples == batch.num_samples
+    assert packed.data.dtype == torch.uint8 and packed.data.dim() == 1
+    assert len(packed.leaves) == len(_tensors(batch)) > 20
+    # the template carries no data: everything is in the one buffer
+    assert all(t.numel() == 0 for t in _tensors(packed.template))
+    assert all(start % 8 == 0 for _, _, start, _ in packed.groups)
+    stored = {s for s, *_ in packed.groups}
+    assert (torch.int8 in stored) is narrow
+    if narrow:
+        assert packed.data.numel() < sum(t.numel() * t.element_size() for t in _tensors(batch)) / 2
+    restored = packed.to("cpu")
     pairs = list(zip(_tensors(batch), _tensors(restored), strict=True))
-    assert pairs and all(a.dtype == b.dtype and torch.equal(a, b) for a, b in pairs)
-    assert all(t.dtype in (torch.int64, torch.bool, torch.float32) for t in _tensors(restored))
+    assert all(a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
+    assert restored.num_samples == batch.num_samples
+    assert [h.layout.width for h in restored.hops] == [h.layout.width for h in batch.hops]
 
 
-def test_worker_batches_equal_in_process_batches() -> None:
-    """With a worker the batches travel compacted; after ``to`` they equal the in-process ones."""
-    in_process, from_worker = _batches(0), _batches(1, compact=True)
+@pytest.mark.parametrize("narrow", [False, True])
+def test_worker_batches_equal_in_process_batches(narrow: bool) -> None:
+    """From a worker the batches travel packed (and narrowed); after ``to`` they equal the in-process ones."""
+    in_process, from_worker = _batches(0), _batches(1, narrow=narrow)
     assert len(in_process) == len(from_worker) == 4
     for a, b in zip(in_process, from_worker, strict=True):
         pairs = list(zip(_tensors(a), _tensors(b), strict=True))
-        assert all(x.dtype == y.dtype and torch.equal(x, y) for x, y in pairs)
+        assert pairs and all(x.dtype == y.dtype and torch.equal(x, y) for x, y in pairs)

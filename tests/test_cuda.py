@@ -1,5 +1,6 @@
 """CUDA-only checks (skipped without a GPU; ``benchmarks/gpu_check.sh`` runs them on a GPU machine):
-mixed-precision training, checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU scores."""
+mixed-precision training, checkpoints resuming CUDA -> CPU -> CUDA, GPU scores against CPU scores,
+packed batches moved to the GPU."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from gnn_recsys.graph.sampler import training_sample_events
 from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference import InferenceConfig, recommend
 from gnn_recsys.loader import SampleSet
+from gnn_recsys.loader.collate import SubgraphCollate
+from gnn_recsys.models.batch import DGSRBatch
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
@@ -89,3 +92,20 @@ def test_gpu_scores_match_cpu_scores(data) -> None:
     amp_items, _ = recommend(model, graph, sessions, InferenceConfig(top_k=20, amp=True), return_aids=False)
     overlap = np.mean([len(set(a) & set(c)) / 20 for a, c in zip(amp_items, cpu_items, strict=True)])
     assert overlap > 0.8
+
+
+def test_packed_batch_reaches_the_gpu_whole(data) -> None:
+    """A narrowed, packed batch, pinned and moved as the loader does, equals the batch built on the CPU."""
+    graph, train, _ = data
+    collate = SubgraphCollate(graph, train, SMALL.model)
+    batch = collate(np.arange(256))
+    on_gpu = batch.pack(narrow=True).pin_memory().to("cuda", non_blocking=True)
+    pairs = list(zip(_tensors(batch), _tensors(on_gpu), strict=True))
+    assert pairs and all(b.device.type == "cuda" for _, b in pairs)
+    assert all(a.dtype == b.dtype and torch.equal(a, b.cpu()) for a, b in pairs)
+
+
+def _tensors(batch: DGSRBatch) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    batch.map(lambda t: found.append(t) or t)
+    return found

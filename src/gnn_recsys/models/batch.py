@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from gnn_recsys.graph.sampler import context_events
 from gnn_recsys.graph.temporal_graph import gatherable
@@ -85,42 +87,104 @@ class DGSRBatch:
         )  # fmt: skip
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
-        """The batch on ``device``, narrowed integers (:meth:`compact`) widened back to int64 there."""
-
-        def move(t: Tensor) -> Tensor:
-            t = t.to(device, non_blocking=non_blocking)
-            return t.long() if t.dtype in _NARROW_INTEGERS else t
-
-        return self.map(move)
+        """The batch with its tensors on ``device``."""
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> DGSRBatch:
         return self.map(lambda t: t.pin_memory())
 
-    def compact(self) -> DGSRBatch:
-        """Integer tensors in the narrowest of int8/16/32 that holds their values.
+    def pack(self, *, narrow: bool = False) -> PackedBatch:
+        """The batch as one byte buffer, for the hand-over from a loader worker (see :class:`PackedBatch`).
 
-        Worker processes hand batches to the main process through shared memory, which then copies
-        them into page-locked memory and to the GPU: every byte is touched three times there. A batch
-        is all int64 indices, types and positions, mostly small; narrowing cuts its bytes ~3.6x (on an
-        H200, where the input then bounded training, it raised training 1.46x:
-        ``benchmarks/README.md``). :meth:`to` restores int64.
+        ``narrow``: int64 tensors travel in the narrowest of int8/16/32 that holds their values and
+        are widened again on arrival (a batch is all indices, types and positions, mostly small: ~3.6x
+        fewer bytes to write, receive, pin and copy; worth it where widening is cheap, on a GPU).
         """
-        return self.map(narrow_integers)
+        tensors: list[Tensor] = []
+        template = self.map(lambda t: tensors.append(t) or _SLOT)
+        stored = [narrowest_integer_dtype(t) if narrow else t.dtype for t in tensors]
+        keys = sorted({(s, t.dtype) for s, t in zip(stored, tensors, strict=True)}, key=str)
+        group_of = {key: g for g, key in enumerate(keys)}
+        counts = [0] * len(keys)
+        leaves = []
+        for s, t in zip(stored, tensors, strict=True):
+            g = group_of[(s, t.dtype)]
+            leaves.append((g, counts[g], tuple(t.shape)))
+            counts[g] += t.numel()
+        groups, start = [], 0
+        for (s, wide), count in zip(keys, counts, strict=True):
+            groups.append((s, wide, start, count))
+            start += -(-count * s.itemsize // _ALIGN) * _ALIGN  # every group starts 8-byte aligned
+        data = _byte_buffer(start)
+        views = [data[begin : begin + count * s.itemsize].view(s) for s, _, begin, count in groups]
+        for (g, offset, _), t in zip(leaves, tensors, strict=True):
+            views[g][offset : offset + t.numel()].copy_(t.reshape(-1))  # narrows while copying
+        return PackedBatch(data, tuple(groups), tuple(leaves), template)
+
+
+def _byte_buffer(nbytes: int) -> Tensor:
+    """An uninitialised uint8 buffer; in a DataLoader worker it is allocated in shared memory, so
+    handing it to the main process copies nothing more (as torch's ``default_collate`` does)."""
+    if get_worker_info() is None:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(nbytes))
+
+
+_ALIGN = 8  # bytes: the largest element size, so that a group's bytes can be viewed as its dtype
+_SLOT = torch.empty(0, dtype=torch.uint8)  # stands for every tensor in a packed batch's template
+
+
+@dataclass
+class PackedBatch:
+    """A :class:`DGSRBatch` in one byte buffer: how loader workers hand batches to the main process.
+
+    A tensor returned by a worker crosses in a shared-memory segment of its own; a batch has ~30, and
+    receiving them cost the main process 7.1 ms for a batch of 512 samples (1.1 ms as one buffer) and
+    14.7 ms for 8,192 narrowed ones (5.7 ms; ``benchmarks/bench_handover.py``, CPU). On a GPU the
+    receiving thread shares the interpreter with the thread that launches the model's kernels, and
+    one buffer is also one page-locked copy and one transfer instead of ~30.
+    Tensors of one (stored, original) dtype pair lie side by side in a *group*; :meth:`to` moves the
+    buffer, widens each narrowed group in one operation and gives every tensor back as a view.
+    """
+
+    data: Tensor  # [bytes] uint8
+    groups: tuple[tuple[torch.dtype, torch.dtype, int, int], ...]  # (stored, original, byte start, numel)
+    leaves: tuple[tuple[int, int, tuple[int, ...]], ...]  # per tensor in map order: (group, offset, shape)
+    template: DGSRBatch  # the batch with every tensor replaced by a placeholder
+
+    @property
+    def num_samples(self) -> int:
+        return self.template.num_samples
+
+    def pin_memory(self) -> PackedBatch:
+        return PackedBatch(self.data.pin_memory(), self.groups, self.leaves, self.template)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
+        """The :class:`DGSRBatch` on ``device``: one copy of the buffer, then views into it."""
+        data = self.data.to(device, non_blocking=non_blocking)
+        groups = []
+        for stored, original, start, count in self.groups:
+            group = data[start : start + count * stored.itemsize].view(stored)
+            groups.append(group if stored == original else group.to(original))
+        views = iter(
+            [groups[g][offset : offset + math.prod(shape)].view(shape) for g, offset, shape in self.leaves]
+        )
+        return self.template.map(lambda _: next(views))
 
 
 _NARROW_INTEGERS = (torch.int8, torch.int16, torch.int32)
 
 
-def narrow_integers(t: Tensor) -> Tensor:
-    """An int64 tensor in the narrowest of int8/int16/int32 holding all its values (others as given)."""
+def narrowest_integer_dtype(t: Tensor) -> torch.dtype:
+    """The narrowest of int8/int16/int32 holding all values of an int64 tensor (other dtypes: their own)."""
     if t.dtype != torch.int64 or t.numel() == 0:
-        return t
+        return t.dtype
     low, high = (int(v) for v in torch.aminmax(t))  # one pass
     for dtype in _NARROW_INTEGERS:
         info = torch.iinfo(dtype)
         if info.min <= low and high <= info.max:
-            return t.to(dtype)
-    return t
+            return dtype
+    return t.dtype
 
 
 # --------------------------------------------------------------------------------------------------
