@@ -114,7 +114,7 @@ class DGSRBatch:
         groups, start = [], 0
         for (s, wide), count in zip(keys, counts, strict=True):
             groups.append((s, wide, start, count))
-            start += -(-count * s.itemsize // _ALIGN) * _ALIGN  # every group starts 8-byte aligned
+            start += math.ceil(count * s.itemsize / _ALIGN) * _ALIGN  # the next group starts aligned
         data = _byte_buffer(start)
         views = [data[begin : begin + count * s.itemsize].view(s) for s, _, begin, count in groups]
         for (g, offset, _), t in zip(leaves, tensors, strict=True):
