@@ -19,7 +19,7 @@ from gnn_recsys.graph.temporal_graph import build_temporal_graph
 from gnn_recsys.loader import SampleSet
 from gnn_recsys.pipelines.training.nodes import load_dgsr
 from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
-from gnn_recsys.training.ddp import World, check_config, shard_order
+from gnn_recsys.training.ddp import World, check_config, init_from_torchrun, shard_order
 from gnn_recsys.training.distributed import load_params
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -49,6 +49,18 @@ def test_sparse_embedding_is_refused_under_ddp() -> None:
     check_config(False, World(1, 2))
     with pytest.raises(ValueError, match="sparse_embedding cannot train under DistributedDataParallel"):
         check_config(True, World(1, 2))
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torchrun --nproc_per_node=3`` on a machine of 2 GPUs: the third process says why, before CUDA."""
+    env = {"RANK": "2", "WORLD_SIZE": "3", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "3"}
+    for name, value in {**env, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda _: pytest.fail("must refuse before set_device"))
+    with pytest.raises(RuntimeError, match=r"process 2 of 3 .* 2 GPU\(s\) .* --nproc_per_node=2 or fewer"):
+        init_from_torchrun("cuda")
+    assert not torch.distributed.is_initialized()
 
 
 def test_params_overrides_are_typed_and_checked(tmp_path: Path) -> None:

@@ -60,7 +60,14 @@ def init_from_torchrun(device: str = "auto") -> World:
         return current_world()
     cuda = device == "cuda" or device.startswith("cuda:") or (device == "auto" and torch.cuda.is_available())
     if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        local_rank, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+        if local_rank >= gpus:  # else CUDA's "invalid device ordinal", which names neither cause nor fix
+            raise RuntimeError(
+                f"torchrun started process {local_rank} of {os.environ.get('LOCAL_WORLD_SIZE', '?')} on this "
+                f"machine, but it has {gpus} GPU(s) and DDP takes one GPU per process: use "
+                f"--nproc_per_node={max(gpus, 1)} or fewer, or train on the CPU (--set train.device=cpu)"
+            )
+        torch.cuda.set_device(local_rank)
     torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
     world = current_world()
     logger.info("DDP: rank %d of %d (%s)", world.rank, world.size, torch.distributed.get_backend())
