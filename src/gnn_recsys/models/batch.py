@@ -46,7 +46,7 @@ class HopBlock:
 
         return HopBlock(
             node=fn(self.node),
-            layout=self.layout.to_fn(fn),
+            layout=self.layout.map(fn),
             row_node=fn(self.row_node),
             context=opt(self.context),
             context_items=opt(self.context_items),

@@ -137,7 +137,7 @@ class ChildLayout:
             num_rows=num_rows,
         )
 
-    def to_fn(self, fn: Callable[[Tensor], Tensor]) -> ChildLayout:
+    def map(self, fn: Callable[[Tensor], Tensor]) -> ChildLayout:
         """The same layout with ``fn`` applied to every tensor (device moves, pinning)."""
         return ChildLayout(
             **{
@@ -149,11 +149,11 @@ class ChildLayout:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ChildLayout:
         """The same layout with its tensors on ``device``."""
-        return self.to_fn(lambda t: t.to(device, non_blocking=non_blocking))
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> ChildLayout:
         """Page-locked copies, for asynchronous host-to-GPU transfer."""
-        return self.to_fn(lambda t: t.pin_memory())
+        return self.map(lambda t: t.pin_memory())
 
 
 class DGRNConv(nn.Module):
