@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -203,6 +204,21 @@ def _allocator(device: torch.device) -> str:
     return f"{stats.get('num_device_alloc', '?')} device allocations, {stats.get('num_alloc_retries', '?')} retries"
 
 
+def _thread_usage() -> tuple[float, int, int]:
+    """(CPU seconds, voluntary, involuntary context switches) of the calling thread so far (Linux)."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw, usage.ru_nivcsw
+
+
+def _main_thread(before: tuple[float, int, int], steps: float, wall: float) -> str:
+    """How the launching thread spent a stretch of ``steps`` steps: on a CPU (running, or spinning on
+    a full GPU queue), waiting of its own accord (voluntary switches: the GIL, a lock, I/O) or pushed
+    off its core (involuntary switches: more runnable threads than cores)."""
+    cpu, voluntary, involuntary = (now - then for now, then in zip(_thread_usage(), before, strict=True))
+    return (f"main thread on a CPU {cpu / steps * 1e3:.1f} ms per step ({cpu / wall:.0%} of the time), "
+            f"{voluntary / steps:.1f} voluntary and {involuntary / steps:.1f} involuntary switches per step")  # fmt: skip
+
+
 def step_alone(step: Callable, host_batches: list[DGSRBatch], device: torch.device) -> None:
     """Steps on batches already on the device, one again and again, then several in turn."""
     batches = [host.to(device) for host in host_batches]
@@ -210,6 +226,11 @@ def step_alone(step: Callable, host_batches: list[DGSRBatch], device: torch.devi
         seconds = best_time(lambda cycle=cycle: [step(b) for b in cycle * (12 // len(cycle))], device, 1) / 12
         log(f"  step alone, {label}: {seconds * 1e3:.1f} ms -> {cycle[0].num_samples / seconds:,.0f} samples/s "
             f"({_allocator(device)})")  # fmt: skip
+    before, t0 = _thread_usage(), time.perf_counter()
+    for batch in batches * 3:
+        step(batch)
+    sync(device)
+    log(f"  step alone: {_main_thread(before, len(batches) * 3, time.perf_counter() - t0)}")
     if device.type == "cuda":
         try:
             host_syncs(step, batches[0])
@@ -269,7 +290,7 @@ def fit_loop(  # noqa: PLR0917
     step(next(batch_iter).to(device))  # workers started, first batches queued
     sync(device)
     seen, wait, move, stepping = 0, 0.0, 0.0, 0.0
-    t0 = time.perf_counter()
+    t0, usage, process_cpu = time.perf_counter(), _thread_usage(), time.process_time()
     for host, waited in _timed_iter(batch_iter):
         t1 = time.perf_counter()
         batch = host.to(device, non_blocking=True)
@@ -278,14 +299,17 @@ def fit_loop(  # noqa: PLR0917
         wait, move, stepping = wait + waited, move + t2 - t1, stepping + time.perf_counter() - t2
         seen += batch.num_samples
     sync(device)
-    os.sched_setaffinity(0, every_core)
     total, steps = time.perf_counter() - t0, seen / batch_size
+    threads = _main_thread(usage, steps, total)
+    process_cpu = time.process_time() - process_cpu  # the main process's threads together
+    os.sched_setaffinity(0, every_core)
     variant = (
         ", main process on cores of its own" if own_cores else ", no pinned memory" if not pin_memory
         else ", batches not packed" if not pack else ""
     )  # fmt: skip
     log(f"  fit loop, {workers} workers{variant}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
         f"waiting {wait / steps * 1e3:.1f}, copy {move / steps * 1e3:.1f}, step {stepping / steps * 1e3:.1f}")  # fmt: skip
+    log(f"    {threads}; all its threads {process_cpu / steps * 1e3:.1f} ms CPU per step")
 
 
 def _worker_on_other_cores(cores: set[int]) -> Callable[[int], None]:
