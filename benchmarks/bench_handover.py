@@ -125,8 +125,7 @@ def main() -> None:
     )
     for batch_size in args.batch_sizes:
         batch = collate(np.random.default_rng(0).choice(len(samples), batch_size, replace=False))
-        tensors: list[torch.Tensor] = []
-        batch.map(tensors.append)
+        tensors = batch.tensors()
         nbytes = sum(t.numel() * t.element_size() for t in tensors)
         print(f"\nbatch {batch_size:,}: {len(tensors)} tensors, {nbytes / 1e6:.1f} MB as built")
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}

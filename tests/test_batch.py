@@ -20,12 +20,6 @@ from gnn_recsys.models.batch import DGSRBatch, narrowest_integer_dtype
 from gnn_recsys.training import FitConfig
 
 
-def _tensors(batch: DGSRBatch) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    batch.map(lambda t: found.append(t) or t)
-    return found
-
-
 def _batches(workers: int, *, narrow: bool = False) -> list[DGSRBatch]:
     events = synthetic_events(
         SyntheticConfig(num_items=400, num_train_sessions=200, num_test_sessions=0, seed=5)
@@ -100,16 +94,16 @@ def test_packed_batch_is_one_buffer_and_restores_exactly(narrow: bool) -> None:
     packed = batch.pack(narrow=narrow)
     assert packed.num_samples == batch.num_samples
     assert packed.data.dtype == torch.uint8 and packed.data.dim() == 1
-    assert len(packed.leaves) == len(_tensors(batch)) > 20
+    assert len(packed.leaves) == len(batch.tensors()) > 20
     # the template carries no data: everything is in the one buffer
-    assert all(t.numel() == 0 for t in _tensors(packed.template))
+    assert all(t.numel() == 0 for t in packed.template.tensors())
     assert all(start % 8 == 0 for _, _, start, _ in packed.groups)
     stored = {s for s, *_ in packed.groups}
     assert (torch.int8 in stored) is narrow
     if narrow:
-        assert packed.data.numel() < sum(t.numel() * t.element_size() for t in _tensors(batch)) / 2
+        assert packed.data.numel() < sum(t.numel() * t.element_size() for t in batch.tensors()) / 2
     restored = packed.to("cpu")
-    pairs = list(zip(_tensors(batch), _tensors(restored), strict=True))
+    pairs = list(zip(batch.tensors(), restored.tensors(), strict=True))
     assert all(a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
     assert restored.num_samples == batch.num_samples
     assert [h.layout.width for h in restored.hops] == [h.layout.width for h in batch.hops]
@@ -121,5 +115,5 @@ def test_worker_batches_equal_in_process_batches(narrow: bool) -> None:
     in_process, from_worker = _batches(0), _batches(1, narrow=narrow)
     assert len(in_process) == len(from_worker) == 4
     for a, b in zip(in_process, from_worker, strict=True):
-        pairs = list(zip(_tensors(a), _tensors(b), strict=True))
+        pairs = list(zip(a.tensors(), b.tensors(), strict=True))
         assert pairs and all(x.dtype == y.dtype and torch.equal(x, y) for x, y in pairs)

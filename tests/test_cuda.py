@@ -16,7 +16,6 @@ from gnn_recsys.graph.temporal_graph import TemporalGraph, build_temporal_graph
 from gnn_recsys.inference import InferenceConfig, recommend
 from gnn_recsys.loader import SampleSet
 from gnn_recsys.loader.collate import SubgraphCollate
-from gnn_recsys.models.batch import DGSRBatch
 from gnn_recsys.models.dgsr import DGSR
 from gnn_recsys.training import CHECKPOINT_FILE, FitConfig, train_dgsr
 
@@ -100,12 +99,6 @@ def test_packed_batch_reaches_the_gpu_whole(data) -> None:
     collate = SubgraphCollate(graph, train, SMALL.model)
     batch = collate(np.arange(256))
     on_gpu = batch.pack(narrow=True).pin_memory().to("cuda", non_blocking=True)
-    pairs = list(zip(_tensors(batch), _tensors(on_gpu), strict=True))
+    pairs = list(zip(batch.tensors(), on_gpu.tensors(), strict=True))
     assert pairs and all(b.device.type == "cuda" for _, b in pairs)
     assert all(a.dtype == b.dtype and torch.equal(a, b.cpu()) for a, b in pairs)
-
-
-def _tensors(batch: DGSRBatch) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    batch.map(lambda t: found.append(t) or t)
-    return found

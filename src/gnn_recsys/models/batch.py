@@ -86,6 +86,12 @@ class DGSRBatch:
             }
         )  # fmt: skip
 
+    def tensors(self) -> list[Tensor]:
+        """Every tensor of the batch, the hops' too, in :meth:`map`'s order."""
+        found: list[Tensor] = []
+        self.map(lambda t: found.append(t) or t)
+        return found
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> DGSRBatch:
         """The batch with its tensors on ``device``."""
         return self.map(lambda t: t.to(device, non_blocking=non_blocking))
@@ -100,8 +106,8 @@ class DGSRBatch:
         are widened again on arrival (a batch is all indices, types and positions, mostly small: ~3.6x
         fewer bytes to write, receive, pin and copy; worth it where widening is cheap, on a GPU).
         """
-        tensors: list[Tensor] = []
-        template = self.map(lambda t: tensors.append(t) or _SLOT)
+        tensors = self.tensors()
+        template = self.map(lambda _: _SLOT)
         stored = [narrowest_integer_dtype(t) if narrow else t.dtype for t in tensors]
         keys = sorted({(s, t.dtype) for s, t in zip(stored, tensors, strict=True)}, key=str)
         group_of = {key: g for g, key in enumerate(keys)}

@@ -62,10 +62,11 @@ def init_from_torchrun(device: str = "auto") -> World:
     if cuda:
         local_rank, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
         if local_rank >= gpus:  # else CUDA's "invalid device ordinal", which names neither cause nor fix
+            fewer = f"--nproc_per_node={gpus} or fewer, or " if gpus else ""
             raise RuntimeError(
                 f"torchrun started process {local_rank} of {os.environ.get('LOCAL_WORLD_SIZE', '?')} on this "
                 f"machine, but it has {gpus} GPU(s) and DDP takes one GPU per process: use "
-                f"--nproc_per_node={max(gpus, 1)} or fewer, or train on the CPU (--set train.device=cpu)"
+                f"{fewer}train on the CPU (--set train.device=cpu)"
             )
         torch.cuda.set_device(local_rank)
     torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
