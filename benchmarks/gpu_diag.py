@@ -283,7 +283,7 @@ def fit_loop(  # noqa: PLR0917
     every_core = os.sched_getaffinity(0)
     main_cores = set(sorted(every_core)[:2])
     if own_cores and workers > 0:
-        loader.worker_init_fn = _worker_on_other_cores(every_core - main_cores)
+        loader.worker_init_fn = _worker_on_other_cores(loader.worker_init_fn, every_core - main_cores)
     batch_iter = iter(loader)  # forks the workers
     if own_cores and workers > 0:
         os.sched_setaffinity(0, main_cores)
@@ -312,9 +312,9 @@ def fit_loop(  # noqa: PLR0917
     log(f"    {threads}; all its threads {process_cpu / steps * 1e3:.1f} ms CPU per step")
 
 
-def _worker_on_other_cores(cores: set[int]) -> Callable[[int], None]:
-    def init(_: int) -> None:
-        torch.set_num_threads(1)
+def _worker_on_other_cores(worker_init: Callable[[int], None], cores: set[int]) -> Callable[[int], None]:
+    def init(worker_id: int) -> None:
+        worker_init(worker_id)  # the loader's own (threads, memory reuse)
         os.sched_setaffinity(0, cores)
 
     return init

@@ -3,6 +3,9 @@ GPU) and come back whole."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -61,6 +64,51 @@ def test_loader_packs_with_workers_and_narrows_only_for_cuda() -> None:
     assert collate_of(1, "cuda", pack=False) is collate
     assert collate_of(0, "cuda") is collate  # no hand-over between processes
     assert collate_of(0, "cpu") is collate
+
+
+_IN_HEAP = """
+import sys
+import numpy as np
+from gnn_recsys.loader.loaders import _worker_init
+_worker_init(0, keep_memory=sys.argv[1] == "1")
+block = np.ones(64 << 20, dtype=np.uint8)  # above glibc's largest mmap threshold by default (32 MB)
+for line in open("/proc/self/maps"):
+    if line.rstrip().endswith("[heap]"):
+        low, high = (int(x, 16) for x in line.split()[0].split("-"))
+        print(low <= block.ctypes.data < high)
+        break
+else:
+    print(False)
+"""
+
+
+def _glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and _glibc()), reason="a glibc malloc setting")
+def test_workers_keep_freed_memory_for_the_next_batch() -> None:
+    """With ``loader.keep_freed_memory`` a worker's large arrays come from its heap, where freed blocks
+    are reused, not from a fresh mmap that pays page faults again every batch."""
+
+    def in_heap(keep: bool) -> bool:
+        result = subprocess.run([sys.executable, "-c", _IN_HEAP, str(int(keep))],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        return result.stdout.strip() == "True"
+
+    assert in_heap(True)
+    assert not in_heap(False)
+    graph = build_temporal_graph(synthetic_events(SyntheticConfig(num_items=50, num_train_sessions=20,
+                                                                  num_test_sessions=0, seed=1)))  # fmt: skip
+    samples = SampleSet.from_events(graph, training_sample_events(graph))
+    collate = SubgraphCollate(graph, samples, FitConfig().model)
+    for keep in (True, False):
+        config = LoaderConfig(num_workers=1, keep_freed_memory=keep)
+        loader = make_loader(collate, EpochBatches(len(samples), 8), config, torch.device("cpu"))
+        assert loader.worker_init_fn.keywords == {"keep_memory": keep}
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,11 @@ class _NumpyOps:
         return np.take(array, index, axis=0, mode="wrap")
 
     @staticmethod
+    def columns(rows: np.ndarray) -> np.ndarray:
+        """``rows [N, C]`` as ``[C, N]``, each column contiguous (one copy)."""
+        return np.ascontiguousarray(rows.T)
+
+    @staticmethod
     def maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.maximum(a, b)
 
@@ -437,21 +442,19 @@ class TemporalSubgraphSampler:
                     )
                 else:
                     parent, order, position, count = _expand(ops, hi, segment_start, self.user_max_length)
-                rows = ops.take(g["item_view"], position)  # one contiguous read per edge
-                hop = Hop(
-                    node=rows[:, ITEM_SESSION],
-                    parent=parent,
-                    order=order,
-                    event=rows[:, ITEM_EVENT],
-                    ts=rows[:, ITEM_TS],
+                # One contiguous read per edge, then one transposing copy: every later op on a strided
+                # column of the gathered rows ran ~1.6x slower (the context windows below, 929k edges).
+                columns = ops.columns(ops.take(g["item_view"], position))
+                node, event, ts, session_pos = (
+                    columns[c] for c in (ITEM_SESSION, ITEM_EVENT, ITEM_TS, ITEM_SESSION_POS)
                 )
+                hop = Hop(node=node, parent=parent, order=order, event=event, ts=ts)
                 batch.hops.append(hop)
                 wants_context = self.context_window is not None
                 if not (more_hops or wants_context):
                     break
                 cut = ops.repeat(cut, count, len(parent))
                 owner = owner[parent]
-                session_pos = rows[:, ITEM_SESSION_POS]
                 rank = session_pos >> 32
                 remaining = session_pos & SESSION_POS_LOW32
                 if wants_context:

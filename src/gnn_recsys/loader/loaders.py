@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from gnn_recsys.loader.collate import SubgraphCollate
 from gnn_recsys.models.batch import PackedBatch
 from gnn_recsys.models.config import from_mapping
+from gnn_recsys.runtime import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class LoaderConfig:
     #: for a CUDA device, packed batches carry integers narrowed to int8/16/32 (~3.6x fewer bytes to
     #: write, receive, pin and copy; +46% training samples/s on an H200), widened there
     compact: bool = True
+    #: workers keep freed memory for the next batch instead of returning it to the system (glibc):
+    #: building a batch of 8,192 samples ~1.3x faster, ~+300 MB resident per worker at that size
+    keep_freed_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.num_workers != "auto" and (not isinstance(self.num_workers, int) or self.num_workers < 0):
@@ -114,8 +119,10 @@ class PackedCollate:
         return self.collate(rows).pack(narrow=self.narrow)
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(_: int, *, keep_memory: bool = False) -> None:
     torch.set_num_threads(1)  # a worker samples with numpy; torch threads there would only compete
+    if keep_memory:
+        keep_freed_memory()
 
 
 def make_loader(
@@ -144,7 +151,7 @@ def make_loader(
         collate_fn=PackedCollate(collate, narrow=narrow) if pack else collate,
         num_workers=workers,
         pin_memory=config.pin_memory and device.type == "cuda",
-        worker_init_fn=_worker_init if workers > 0 else None,
+        worker_init_fn=partial(_worker_init, keep_memory=config.keep_freed_memory) if workers > 0 else None,
         prefetch_factor=config.prefetch_factor if workers > 0 else None,
         persistent_workers=config.persistent_workers and persistent and workers > 0,
         # Its own generator: a loader iterator otherwise draws its worker seed from torch's global RNG,
