@@ -28,9 +28,9 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
 
     glibc serves a large block (above a threshold of at most 32 MB) with a fresh ``mmap`` and unmaps it
     when freed, so each new large array pays its pages again in page faults. A loader worker builds
-    every batch from dozens of arrays of several MB and frees them all: 8,192 samples took ~132 ms to
-    sample and build, ~100 ms with freed memory kept (``benchmarks/bench_collate.py``). The price is
-    that the process holds on to its peak working set (~+300 MB resident at 8,192). Returns whether
+    every batch from dozens of arrays of several MB and frees them all: a batch of 8,192 samples took
+    140 ms to sample, build and pack, 107 ms with freed memory kept (``benchmarks/bench_collate.py``).
+    The price: the process holds on to its peak working set (~+330 MB resident at 8,192). Returns whether
     the setting took (False on other C libraries, where this does nothing).
     """
     import ctypes  # noqa: PLC0415

@@ -443,7 +443,7 @@ class TemporalSubgraphSampler:
                 else:
                     parent, order, position, count = _expand(ops, hi, segment_start, self.user_max_length)
                 # One contiguous read per edge, then one transposing copy: every later op on a strided
-                # column of the gathered rows ran ~1.6x slower (the context windows below, 929k edges).
+                # column of the gathered rows ran ~1.5x slower (the context windows below: 36 vs 23 ms at 934k edges).
                 columns = ops.columns(ops.take(g["item_view"], position))
                 node, event, ts, session_pos = (
                     columns[c] for c in (ITEM_SESSION, ITEM_EVENT, ITEM_TS, ITEM_SESSION_POS)

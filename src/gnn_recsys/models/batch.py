@@ -207,7 +207,7 @@ def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     The hash table is sized for half the values, not all of them (pandas' default): a batch's values
     repeat (hop-2 rows ~3.7x on the default data), and a table sized for all of them outgrows the CPU
-    cache: 929k keys of a batch of 8,192 samples, 39 ms -> 22 ms (``benchmarks/bench_collate.py``).
+    cache: the 934k keys of a batch of 8,192 samples, 23.1 -> 17.3 ms (``benchmarks/bench_collate.py``).
     """
     hint = len(values) // 2 if len(values) > _SMALL_TABLE else None
     codes, distinct = pd.factorize(values, size_hint=hint)
