@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import resource
 import statistics
 import sys
 import time
@@ -89,18 +90,30 @@ def stage_times(graph: Any, samples: SampleSet, batch_size: int, batches: int) -
 def _in_child(keep: bool, queue: Any, *args: Any) -> None:
     if keep:
         keep_freed_memory()
-    queue.put(stage_times(*args))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    times = stage_times(*args)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    batches = args[-1] + 1  # with the warm-up batch
+    usage = {
+        "user ms": (after.ru_utime - before.ru_utime) * 1e3 / batches,
+        "system ms": (after.ru_stime - before.ru_stime) * 1e3 / batches,
+        "page faults": (after.ru_minflt - before.ru_minflt) / batches,
+    }
+    queue.put((times, usage))
 
 
 def stages(graph: Any, samples: SampleSet, batch_size: int, batches: int) -> None:
     context = mp.get_context("fork")  # the child inherits the graph and the samples as they are
     results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    usages: dict[bool, list[dict[str, float]]] = {False: [], True: []}
     for _ in range(2):
         for keep in (False, True):
             queue = context.Queue()
             child = context.Process(target=_in_child, args=(keep, queue, graph, samples, batch_size, batches))
             child.start()
-            results[keep].append(queue.get())
+            times, usage = queue.get()
+            results[keep].append(times)
+            usages[keep].append(usage)
             child.join()
     mean = {
         keep: {name: statistics.mean(r[name] for r in rounds) for name in rounds[0]}
@@ -118,6 +131,11 @@ def stages(graph: Any, samples: SampleSet, batch_size: int, batches: int) -> Non
         total = sum(mean[keep].values())
         rounds = ", ".join(f"{batch_size / sum(r.values()) * 1e3:,.0f}" for r in results[keep])
         print(f"  one core, {label}: {batch_size / total * 1e3:,.0f} samples/s (rounds: {rounds})")
+        usage = {name: statistics.mean(u[name] for u in usages[keep]) for name in usages[keep][0]}
+        print(
+            f"    per batch: CPU {usage['user ms']:.1f} ms user + {usage['system ms']:.1f} ms system (the kernel), "
+            f"{usage['page faults']:,.0f} page faults"
+        )
 
 
 def replaced_choices(graph: Any, samples: SampleSet, batch_size: int) -> None:

@@ -5,8 +5,9 @@
 # GPU vs CPU results, training samples/s by batch size next to the loader alone, peak GPU memory,
 # inference sessions/s, the projected full-OTTO epoch and the time to score 1.67M sessions over 1.86M
 # items, each next to its target; then benchmarks/gpu_diag.py (scoring variants and profile, the
-# training step alone, the fit loop's main process). Without a GPU: the tests skip and both scripts
-# run their CPU self-checks (exit 0 when they pass).
+# training step alone, the fit loop's main process) and benchmarks/bench_collate.py (one loader
+# worker's batch building by stage on these cores, ~40 s). Without a GPU: the tests skip and the
+# scripts run their CPU self-checks (exit 0 when they pass).
 #
 #   benchmarks/gpu_check.sh                # from anywhere; PYTHON=... to pick the interpreter
 #   benchmarks/gpu_check.sh --batch-size 4096   # extra arguments go to gpu_check.py
@@ -25,4 +26,11 @@ echo "== benchmarks/gpu_check.py"
 echo
 echo "== benchmarks/gpu_diag.py (where scoring and training time goes)"
 "$PYTHON" benchmarks/gpu_diag.py
+echo
+echo "== benchmarks/bench_collate.py (what one loader worker spends per batch on this machine's cores)"
+if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  "$PYTHON" benchmarks/bench_collate.py --events 2000000 --items 164000 --batch-sizes 8192 --workers
+else  # the CPU self-check: the same code at a tiny size
+  "$PYTHON" benchmarks/bench_collate.py --events 20000 --items 500 --batch-sizes 256 --batches 2 --workers 1
+fi
 echo "gpu_check.sh: $(( $(date +%s) - start )) s in all"

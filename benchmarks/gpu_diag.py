@@ -266,6 +266,7 @@ def fit_loop(  # noqa: PLR0917
     own_cores: bool = False,
     pin_memory: bool = True,
     pack: bool = True,
+    keep_freed_memory: bool = True,
 ) -> None:
     """The fit loop's main process with loader workers: waiting for a batch, copying it, stepping
     (launching kernels; a step also blocks when the GPU's queue is full).
@@ -275,10 +276,13 @@ def fit_loop(  # noqa: PLR0917
     ``pin_memory=False``: no pin-memory thread in the main process competing with the launching
     thread for the GIL (batches are then received by the main thread and copied synchronously);
     ``pack=False``: workers hand over ~30 tensors per batch instead of one buffer (the loader before
-    ``loader.pack``), each a shared-memory segment the pin-memory thread must open."""
+    ``loader.pack``), each a shared-memory segment the pin-memory thread must open;
+    ``keep_freed_memory=False``: workers get fresh pages from the kernel for every large array again
+    (``loader.keep_freed_memory`` off: more kernel time and memory traffic beside the main process)."""
     batches = EpochBatches(len(collate.samples), batch_size)
     batches.new_epoch(np.random.default_rng(1).permutation(len(collate.samples))[:samples])
-    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers, pin_memory=pin_memory, pack=pack), device,
+    loader = make_loader(collate, batches, LoaderConfig(num_workers=workers, pin_memory=pin_memory, pack=pack,
+                                                   keep_freed_memory=keep_freed_memory), device,
                          persistent=False)  # fmt: skip
     every_core = os.sched_getaffinity(0)
     main_cores = set(sorted(every_core)[:2])
@@ -305,7 +309,8 @@ def fit_loop(  # noqa: PLR0917
     os.sched_setaffinity(0, every_core)
     variant = (
         ", main process on cores of its own" if own_cores else ", no pinned memory" if not pin_memory
-        else ", batches not packed" if not pack else ""
+        else ", batches not packed" if not pack
+        else ", workers not keeping freed memory" if not keep_freed_memory else ""
     )  # fmt: skip
     log(f"  fit loop, {workers} workers{variant}: {seen / total:,.0f} samples/s; per step {total / steps * 1e3:.1f} ms: "
         f"waiting {wait / steps * 1e3:.1f}, copy {move / steps * 1e3:.1f}, step {stepping / steps * 1e3:.1f}")  # fmt: skip
@@ -352,7 +357,8 @@ def training(
         step = _stepper(graph, train, config, device)
         step_alone(step, host_batches, device)
         for workers in loop_workers:
-            variants = [{}, {"pack": False}, {"pin_memory": False}] if device.type == "cuda" else [{}]
+            variants = [{}, {"pack": False}, {"pin_memory": False}, {"keep_freed_memory": False}]
+            variants = variants if device.type == "cuda" else [{}]
             if len(os.sched_getaffinity(0)) > 2:
                 variants.append({"own_cores": True})
             for variant in variants:

@@ -405,7 +405,8 @@ class TemporalSubgraphSampler:
 
         # Hop 1 searches from the session start (no hint); later hops from the parent edge's event.
         segment_start = ops.take(g["session_ptr"], session)
-        owner = session  # the sample's own session, for every parent of the current hop
+        # the sample's own session for every parent of the current hop (distinct_sessions leaves it out)
+        owner = session
         lo = segment_start
         end = ops.take(g["session_ptr"], session + 1)
         for hop_number in range(1, self.k_hop + 1):
@@ -425,7 +426,8 @@ class TemporalSubgraphSampler:
                 if not more_hops:
                     break
                 cut = ops.repeat(cut, count, len(parent))
-                owner = owner[parent]
+                if self.distinct_sessions:
+                    owner = owner[parent]
                 segment_start = ops.take(g["item_ptr"], hop.node)
                 end = ops.take(g["item_ptr"], hop.node + 1)
                 lo = ops.take(g["ev_item_pos"], hop.event) + 1
@@ -454,7 +456,6 @@ class TemporalSubgraphSampler:
                 if not (more_hops or wants_context):
                     break
                 cut = ops.repeat(cut, count, len(parent))
-                owner = owner[parent]
                 rank = session_pos >> 32
                 remaining = session_pos & SESSION_POS_LOW32
                 if wants_context:
@@ -464,6 +465,8 @@ class TemporalSubgraphSampler:
                     )
                 if not more_hops:
                     break
+                if self.distinct_sessions:
+                    owner = owner[parent]
                 segment_start = hop.event - rank
                 end = hop.event + 1 + remaining
                 lo = hop.event + 1
