@@ -3,7 +3,6 @@ GPU) and come back whole."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,6 +19,7 @@ from gnn_recsys.loader import LoaderConfig, SampleSet
 from gnn_recsys.loader.collate import SubgraphCollate
 from gnn_recsys.loader.loaders import EpochBatches, PackedCollate, make_loader
 from gnn_recsys.models.batch import DGSRBatch, narrowest_integer_dtype
+from gnn_recsys.runtime import uses_glibc
 from gnn_recsys.training import FitConfig
 
 
@@ -82,14 +82,7 @@ else:
 """
 
 
-def _glibc() -> bool:
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError):
-        return False
-
-
-@pytest.mark.skipif(not (sys.platform == "linux" and _glibc()), reason="a glibc malloc setting")
+@pytest.mark.skipif(not (sys.platform == "linux" and uses_glibc()), reason="a glibc malloc setting")
 def test_workers_keep_freed_memory_for_the_next_batch() -> None:
     """With ``loader.keep_freed_memory`` a worker's large arrays come from its heap, where freed blocks
     are reused, not from a fresh mmap that pays page faults again every batch."""

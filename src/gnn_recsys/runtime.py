@@ -35,14 +35,19 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
     """
     import ctypes  # noqa: PLC0415
 
-    try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return False
-    except (ValueError, OSError):  # the name is unknown outside glibc
+    if not uses_glibc():
         return False
     libc = ctypes.CDLL(None)
     m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
     return bool(libc.mallopt(m_mmap_threshold, limit)) and bool(libc.mallopt(m_trim_threshold, limit))
+
+
+def uses_glibc() -> bool:
+    """Whether this process runs on the GNU C library (whose ``malloc`` :func:`keep_freed_memory` tunes)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):  # the name is unknown outside glibc
+        return False
 
 
 def resolve_device(name: str) -> Any:
