@@ -16,6 +16,7 @@ workers: sampling, building, handing over, unpacking) with workers keeping freed
 
     .venv/bin/python benchmarks/bench_collate.py                        # ~1.5 min on 2 idle cores
     .venv/bin/python benchmarks/bench_collate.py --events 2000000 --items 164000 --batch-sizes 8192
+    .venv/bin/python benchmarks/bench_collate.py --graph data/04_feature/dgsr_train_graph   # your data
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_check import _graph, loader_rate  # noqa: E402
 
 from gnn_recsys.graph.sampler import _context, _NumpyOps, training_sample_events  # noqa: E402
-from gnn_recsys.graph.temporal_graph import ITEM_EVENT, ITEM_SESSION_POS  # noqa: E402
+from gnn_recsys.graph.temporal_graph import ITEM_EVENT, ITEM_SESSION_POS, TemporalGraph  # noqa: E402
 from gnn_recsys.loader import SampleSet  # noqa: E402
 from gnn_recsys.loader.collate import make_sampler  # noqa: E402
 from gnn_recsys.models.batch import _first_seen_codes, make_batch  # noqa: E402
@@ -207,6 +208,11 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=300_000, help="generated training graph size")
     parser.add_argument("--items", type=int, default=4_000)
+    parser.add_argument(
+        "--graph",
+        type=Path,
+        help="a graph folder the pipeline wrote (e.g. data/04_feature/dgsr_train_graph) instead",
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 8192])
     parser.add_argument("--batches", type=int, default=9, help="batches timed per batch size")
     parser.add_argument(
@@ -215,7 +221,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # a loader worker's setting
 
-    graph = _graph(args.events, args.items)
+    graph = TemporalGraph.load(args.graph) if args.graph else _graph(args.events, args.items)
     samples = SampleSet.from_events(graph, training_sample_events(graph))
     print(f"graph: {graph.num_events:,} events, {graph.num_items:,} items; one core")
     for batch_size in args.batch_sizes:
