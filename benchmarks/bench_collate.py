@@ -41,8 +41,8 @@ from gpu_check import _graph, loader_rate  # noqa: E402
 from gnn_recsys.graph.sampler import _context, _NumpyOps, training_sample_events  # noqa: E402
 from gnn_recsys.graph.temporal_graph import ITEM_EVENT, ITEM_SESSION_POS, TemporalGraph  # noqa: E402
 from gnn_recsys.loader import SampleSet  # noqa: E402
-from gnn_recsys.loader.collate import make_sampler  # noqa: E402
-from gnn_recsys.models.batch import _first_seen_codes, make_batch  # noqa: E402
+from gnn_recsys.loader.collate import SubgraphCollate, make_sampler  # noqa: E402
+from gnn_recsys.models.batch import _first_seen_codes  # noqa: E402
 from gnn_recsys.runtime import keep_freed_memory  # noqa: E402
 from gnn_recsys.training import FitConfig  # noqa: E402
 
@@ -56,35 +56,38 @@ def median_ms(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
+class _TimedSampler:
+    """A collate's sampler that keeps the time of its last call (the rest of the call is ``make_batch``)."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self.seconds = 0.0
+
+    def sample(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        subgraph = self.sampler.sample(*args, **kwargs)
+        self.seconds = time.perf_counter() - start
+        return subgraph
+
+
 def stage_times(graph: Any, samples: SampleSet, batch_size: int, batches: int) -> dict[str, float]:
-    """Median ms per stage over ``batches`` batches (the same sample rows on every call)."""
+    """Median ms per stage of the training collate over ``batches`` batches (the same rows every call)."""
     model = FitConfig().model
-    sampler = make_sampler(graph, model)
+    sampler = _TimedSampler(make_sampler(graph, model))
+    collate = SubgraphCollate(graph, samples, model, sampler=sampler)
     rng = np.random.default_rng(0)
     rows = [rng.choice(len(samples), batch_size, replace=False) for _ in range(batches + 1)]
     times: dict[str, list[float]] = {"sampler": [], "make_batch": [], "pack (narrowed)": []}
     for i, r in enumerate(rows):
         start = time.perf_counter()
-        subgraph = sampler.sample(samples.session[r], samples.cut_ts[r])
+        batch = collate(r)
         middle = time.perf_counter()
-        batch = make_batch(
-            graph,
-            subgraph,
-            samples.cut_ts[r],
-            model.num_layers,
-            context_window=model.context_window,
-            target=samples.target[r],
-            target_type=samples.target_type[r] if samples.target_type is not None else None,
-            history_length=model.history_length if model.repeat_bonus else None,
-            neighbour_items=model.neighbour_items,
-        )
-        end = time.perf_counter()
         batch.pack(narrow=True)
         if i:  # the first batch warms the sampler's arrays and the page cache up
-            times["sampler"].append(middle - start)
-            times["make_batch"].append(end - middle)
-            times["pack (narrowed)"].append(time.perf_counter() - end)
-        del subgraph, batch
+            times["sampler"].append(sampler.seconds)
+            times["make_batch"].append(middle - start - sampler.seconds)
+            times["pack (narrowed)"].append(time.perf_counter() - middle)
+        del batch
     return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
@@ -120,16 +123,14 @@ def stages(graph: Any, samples: SampleSet, batch_size: int, batches: int) -> Non
         keep: {name: statistics.mean(r[name] for r in rounds) for name in rounds[0]}
         for keep, rounds in results.items()
     }
+    for stage_means in mean.values():
+        stage_means["one core"] = sum(stage_means.values())
     print(f"  {'ms per batch':<16} {'malloc default':>15} {'freed memory kept':>18} {'ratio':>7}")
-    for name in [*mean[False], "one core"]:
-        default, kept = (
-            (sum(m.values()) for m in (mean[False], mean[True]))
-            if name == "one core"
-            else (mean[False][name], mean[True][name])
-        )
+    for name, default in mean[False].items():
+        kept = mean[True][name]
         print(f"  {name:<16} {default:15.1f} {kept:18.1f} {default / kept:6.2f}x")
     for keep, label in ((False, "malloc default"), (True, "freed memory kept")):
-        total = sum(mean[keep].values())
+        total = mean[keep]["one core"]
         rounds = ", ".join(f"{batch_size / sum(r.values()) * 1e3:,.0f}" for r in results[keep])
         print(f"  one core, {label}: {batch_size / total * 1e3:,.0f} samples/s (rounds: {rounds})")
         usage = {name: statistics.mean(u[name] for u in usages[keep]) for name in usages[keep][0]}

@@ -405,7 +405,7 @@ class TemporalSubgraphSampler:
 
         # Hop 1 searches from the session start (no hint); later hops from the parent edge's event.
         segment_start = ops.take(g["session_ptr"], session)
-        # the sample's own session for every parent of the current hop (distinct_sessions leaves it out)
+        # the sample's own session for every parent of the current hop: only distinct_sessions needs it
         owner = session
         lo = segment_start
         end = ops.take(g["session_ptr"], session + 1)
