@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from gnn_recsys.data.schema import CART, CLICK, MS_PER_DAY, ORDER
 from gnn_recsys.data.split import split_events
 from gnn_recsys.evaluation.metrics import evaluate
 from gnn_recsys.export.candidates import CANDIDATE_SCHEMA, TYPED_CANDIDATE_SCHEMA
+from gnn_recsys.fixed_point import SCORE_SCALE, exact_sum
 from gnn_recsys.pipelines.baselines.nodes import recommend_covisitation
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -108,20 +110,29 @@ def test_chunking_and_partitions_do_not_change_the_result() -> None:
         events, CovisitationConfig(top_neighbours=10, max_pairs_per_chunk=50, aid_partitions=3)
     )
     assert base.neighbours.height > 500
-    assert chunked.neighbours["aid"].to_list() == base.neighbours["aid"].to_list()
-    assert chunked.neighbours["neighbour"].to_list() == base.neighbours["neighbour"].to_list()
-    np.testing.assert_allclose(
-        chunked.neighbours["weight"].to_numpy(), base.neighbours["weight"].to_numpy(), rtol=1e-6
-    )
+    # fixed-point sums: the same weights to the last bit, however the pairs were summed
+    assert chunked.neighbours.equals(base.neighbours)
     auto = CovisitationModel.fit(
         events, CovisitationConfig(top_neighbours=10, max_joined_rows_per_partition=1000)
     )
-    assert auto.neighbours.select("aid", "neighbour").equals(base.neighbours.select("aid", "neighbour"))
+    assert auto.neighbours.equals(base.neighbours)
     queries = events.filter(pl.col("session") < 40)
     small_chunks = CovisitationModel(
         chunked.neighbours, chunked.popularity, CovisitationConfig(sessions_per_recommend_chunk=7)
     )
     assert small_chunks.recommend(queries, 20).equals(base.recommend(queries, 20))
+
+
+def test_exact_sum_gives_one_total_in_every_row_order() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.random(50) * 3
+    orders = np.stack([rng.permutation(values) for _ in range(300)])
+    assert len({sum(order) for order in orders.tolist()}) > 1  # float addition depends on the order
+    frame = pl.LazyFrame({"order": np.repeat(np.arange(len(orders)), values.size), "value": orders.ravel()})
+    for engine in ("in-memory", "streaming"):
+        totals = frame.group_by("order").agg(exact_sum(pl.col("value"))).collect(engine=engine)
+        assert totals["value"].n_unique() == 1, engine
+        assert totals["value"][0] == pytest.approx(math.fsum(values), abs=values.size / SCORE_SCALE)
 
 
 def test_chunk_row_ranges_keep_sessions_whole() -> None:
@@ -441,10 +452,7 @@ def test_rerank_chunking_and_partitions_do_not_change_the_result() -> None:
     for name, table in base.neighbours.items():
         assert table.height > 50, name
         for other in (chunked, auto):
-            assert other.neighbours[name].select("aid", "neighbour").equals(table.select("aid", "neighbour"))
-            np.testing.assert_allclose(
-                other.neighbours[name]["weight"].to_numpy(), table["weight"].to_numpy(), rtol=1e-6
-            )
+            assert other.neighbours[name].equals(table)  # to the last bit (fixed-point sums)
     queries = events.filter(pl.col("session") < 40)
     small_chunks = CandidateRerankModel(
         chunked.neighbours, chunked.fillers, CandidateRerankConfig(sessions_per_recommend_chunk=7)

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -104,20 +103,17 @@ def test_env_spark_writes_the_default_tables_and_counts_the_same_pairs(spark, ke
     assert spark_pairs.height == everything.height > 500
     joined = everything.join(spark_pairs, on=["aid", "neighbour"], how="left", suffix="_spark")
     assert joined["weight_spark"].null_count() == 0
-    np.testing.assert_allclose(joined["weight_spark"], joined["weight"], rtol=1e-6)
+    # the same fixed-point sum over sessions on both sides: equal to the last bit
+    assert (joined["weight_spark"].cast(pl.Float32) == joined["weight"]).all()
 
-    # each aid's top neighbours: the same weights rank by rank; a different neighbour only on a tie
+    # each aid's top neighbours: the same table, ties broken alike (smaller neighbour first)
     top = 3
     default_top = CovisitationModel.fit(
         fitted, CovisitationConfig(**{**config.__dict__, "top_neighbours": top})
     )
-    both = _ranked(default_top.neighbours).join(
-        _ranked(to_polars(top_neighbours(pairs, top))), on=["aid", "rank"], how="full", suffix="_spark"
-    )
-    assert both["weight"].null_count() == both["weight_spark"].null_count() == 0
-    np.testing.assert_allclose(both["weight_spark"], both["weight"], rtol=1e-6)
-    swapped = both.filter(pl.col("neighbour") != pl.col("neighbour_spark"))
-    np.testing.assert_allclose(swapped["weight"], swapped["weight_spark"], rtol=1e-6)
+    spark_top = to_polars(top_neighbours(pairs, top))
+    assert spark_top.height == default_top.neighbours.height > 100
+    assert_frame_equal(_ranked(spark_top), _ranked(default_top.neighbours))
 
 
 def test_a_bad_line_is_named_by_file_line_and_field(spark, tmp_path: Path) -> None:

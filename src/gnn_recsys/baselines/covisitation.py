@@ -85,6 +85,7 @@ from gnn_recsys.baselines.popularity import UNIFORM_TYPE_WEIGHTS, PopularityMode
 from gnn_recsys.data.schema import CART, CLICK, EVENT_TYPE_CODES, EVENT_TYPES, ORDER, event_type_code
 from gnn_recsys.data.split import as_event_table, positions_in_session, session_runs
 from gnn_recsys.export.candidates import CANDIDATE_SCHEMA, TYPED_CANDIDATE_SCHEMA
+from gnn_recsys.fixed_point import WEIGHT_SCALE, exact_sum, fixed_point
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +194,7 @@ class CovisitationModel:
         ]
         neighbours = pl.concat(parts).sort(["aid", "weight", "neighbour"], descending=[False, True, False])
         neighbours = neighbours.select(
-            pl.col("aid").cast(pl.Int32),
-            pl.col("neighbour").cast(pl.Int32),
-            pl.col("weight").cast(pl.Float32),
+            pl.col("aid").cast(pl.Int32), pl.col("neighbour").cast(pl.Int32), _weight_from_fixed_point()
         )
         logger.info(
             "co-visitation: %d neighbour rows for %d aids", neighbours.height, neighbours["aid"].n_unique()
@@ -232,9 +231,9 @@ class CovisitationModel:
             events.with_columns(pl.Series("recency", recency))
             .group_by(["session", "aid"])
             .agg(
-                (pl.col("recency") * type_weight_expr("type", config.history_type_weights))
-                .sum()
-                .alias("score"),
+                exact_sum(pl.col("recency") * type_weight_expr("type", config.history_type_weights)).alias(
+                    "score"
+                ),
                 pl.col("recency").max(),
             )
         )
@@ -246,7 +245,7 @@ class CovisitationModel:
         covisited = (
             sources.join(self.neighbours, on="aid")
             .group_by(["session", "neighbour"])
-            .agg((pl.col("recency") * pl.col("weight")).sum().alias("score"))
+            .agg(exact_sum(pl.col("recency") * pl.col("weight")).alias("score"))
             .rename({"neighbour": "aid"})
         )
         popular = events.select("session").unique().join(self.popularity.top(k), how="cross")
@@ -325,20 +324,27 @@ def _pair_weights(
             .group_by(["session", "aid", "neighbour"])
             .agg(pl.col("weight").max())
             .group_by(["aid", "neighbour"])
-            .agg(pl.col("weight").sum())
+            .agg(fixed_point(pl.col("weight"), WEIGHT_SCALE).sum())
         )
         partial.append(pairs.collect())
         if len(partial) >= _MERGE_EVERY:
             partial = [_merge(partial)]
     if not partial:
-        return pl.DataFrame(schema={"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Float64})
+        return pl.DataFrame(schema=_PAIR_SUM_SCHEMA)
     return _merge(partial)
+
+
+_PAIR_SUM_SCHEMA = {"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Int64}  # weight in fixed point
 
 
 def _merge(partial: list[pl.DataFrame]) -> pl.DataFrame:
     if len(partial) == 1:
         return partial[0]
     return pl.concat(partial).group_by(["aid", "neighbour"]).agg(pl.col("weight").sum())
+
+
+def _weight_from_fixed_point() -> pl.Expr:
+    return (pl.col("weight").cast(pl.Float64) / WEIGHT_SCALE).cast(pl.Float32)
 
 
 def _top_neighbours(pairs: pl.DataFrame, top: int) -> pl.DataFrame:
@@ -593,7 +599,7 @@ class CandidateRerankModel:
         events = events.with_columns(pl.Series("fraction", fraction))
         history = events.group_by(["session", "aid"]).agg(
             [
-                (_recency(s, pl.col("fraction")) * type_weight).sum().alias(f"h{i}")
+                exact_sum(_recency(s, pl.col("fraction")) * type_weight).alias(f"h{i}")
                 for i, s in enumerate(starts)
             ]
         )
@@ -640,7 +646,7 @@ class CandidateRerankModel:
             .agg(_recency(start, pl.col("fraction").max()).alias("recency"))
             .join(scored, on="aid")
             .group_by(["session", "neighbour"])
-            .agg(pl.col("recency").sum().alias("count"), (pl.col("share") * pl.col("recency")).sum())
+            .agg(exact_sum(pl.col("recency")).alias("count"), exact_sum(pl.col("share") * pl.col("recency")))
             .rename({"neighbour": "aid"})
         )
 
@@ -675,7 +681,7 @@ class CandidateRerankModel:
         elif len(parts) == 1:  # already one row per (session, aid)
             related = parts[0]
         else:
-            related = pl.concat(parts).group_by(["session", "aid"]).agg(pl.all().sum())
+            related = pl.concat(parts).group_by(["session", "aid"]).agg(exact_sum(pl.all()))
         merged = (
             history.rename({history.columns[2]: "history"})
             .join(related, on=["session", "aid"], how="full", coalesce=True)
@@ -811,7 +817,7 @@ def _fit_matrices(frame: pl.DataFrame, config: CandidateRerankConfig) -> dict[st
                 .select(
                     pl.col("aid").cast(pl.Int32),
                     pl.col("neighbour").cast(pl.Int32),
-                    pl.col("weight").cast(pl.Float32),
+                    _weight_from_fixed_point(),
                 )
             )
             logger.info("co-visitation %s: %d neighbour rows", name, result[name].height)
@@ -874,7 +880,7 @@ def _group_pair_weights(
                     partial[name].append(_session_pair_weights(typed_pairs, spec, time_span))
                     if len(partial[name]) >= _MERGE_EVERY:
                         partial[name] = [_merge(partial[name])]
-    empty = pl.DataFrame(schema={"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Float64})
+    empty = pl.DataFrame(schema=_PAIR_SUM_SCHEMA)
     return {name: _merge(tables) if tables else empty for name, tables in partial.items()}
 
 
@@ -901,4 +907,8 @@ def _session_pair_weights(
                 (spec.time_weight_min + (pl.col("ts_nb") - t_min).cast(pl.Float64) * slope).alias("weight"),
             )
         )  # fmt: skip
-    return per_session.group_by(["aid", "neighbour"]).agg(pl.col("weight").sum()).collect()
+    return (
+        per_session.group_by(["aid", "neighbour"])
+        .agg(fixed_point(pl.col("weight"), WEIGHT_SCALE).sum())
+        .collect()
+    )

@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from gnn_recsys.data.schema import EVENT_TYPE_CODES, MS_PER_DAY
+from gnn_recsys.fixed_point import exact_sum
 from gnn_recsys.ranking.candidates import (
     KEY,
     TYPE_CODES,
@@ -127,9 +128,9 @@ def covisitation_features(
         )
         parts.append(
             linked.group_by(["session", "aid", "matrix"]).agg(
-                pl.col("share").sum().alias("sum"),
+                exact_sum(pl.col("share")).alias("sum"),
                 pl.col("share").max().alias("max"),
-                pl.col("share").filter(pl.col("is_last")).sum().alias("last"),
+                exact_sum(pl.col("share").filter(pl.col("is_last"))).alias("last"),
             )
         )
     empty = {"session": pl.Int32, "aid": pl.Int32, "matrix": pl.String} | dict.fromkeys(STATS, pl.Float32)

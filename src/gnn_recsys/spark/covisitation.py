@@ -4,9 +4,10 @@
 :func:`pair_weights` gives every co-visited pair with its weight summed over sessions;
 :func:`top_neighbours` keeps each aid's heaviest neighbours, which is the fitted model's
 ``neighbours`` table. Per-event weights are computed with the same float32 type weights and float64
-arithmetic in the same order as the polars path, so each session's pair weight is bit-identical;
-only the order of the final sum over sessions differs (Spark adds in partition order), which moves a
-weight by a few units in the last place.
+arithmetic in the same order as the polars path, so each session's pair weight is bit-identical, and
+the sum over sessions is the same fixed-point sum (whole units of ``1 / WEIGHT_SCALE``, added as
+integers), which does not depend on the order Spark adds its partitions in: the tables are equal to
+the last bit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pyspark.sql import types as T
 
 from gnn_recsys.baselines.covisitation import CovisitationConfig
 from gnn_recsys.data.schema import EVENT_TYPE_CODES
+from gnn_recsys.fixed_point import WEIGHT_SCALE
 
 
 def _type_weight(column: Column, weights: dict[int, float]) -> Column:
@@ -73,7 +75,7 @@ def pair_weights(events: DataFrame, config: CovisitationConfig | None = None) ->
         .groupBy("session", "aid", "neighbour")
         .agg(F.max("weight").alias("weight"))
         .groupBy("aid", "neighbour")
-        .agg(F.sum("weight").alias("weight"))
+        .agg((F.sum(F.floor(F.col("weight") * F.lit(WEIGHT_SCALE))) / F.lit(WEIGHT_SCALE)).alias("weight"))
     )
 
 
