@@ -180,8 +180,8 @@ def hold_out_validation(
     )
     targets = indexed.join(picked.select("row"), on="row").drop("row")
     cut_row = picked.select("session", cut=pl.col("row"))
-    visible = (
-        indexed.join(cut_row, on="session", how="left")
+    visible = (  # in event order: build_temporal_graph breaks same-ts ties by input order
+        indexed.join(cut_row, on="session", how="left", maintain_order="left")
         .filter(pl.col("cut").is_null() | (pl.col("row") < pl.col("cut")))
         .drop("row", "cut")
     )

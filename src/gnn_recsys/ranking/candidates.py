@@ -178,8 +178,10 @@ def attach_labels(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
     ).unique()
     n_true = truth.group_by(["session", "type"]).agg(pl.len().cast(pl.Int32).alias("n_true"))
     return (
-        features.join(truth.with_columns(pl.lit(1, pl.Int8).alias("target")), on=KEY, how="left")
-        .join(n_true, on=["session", "type"], how="left")
+        features.join(
+            truth.with_columns(pl.lit(1, pl.Int8).alias("target")), on=KEY, how="left", maintain_order="left"
+        )
+        .join(n_true, on=["session", "type"], how="left", maintain_order="left")
         .with_columns(pl.col("target").fill_null(0), pl.col("n_true").fill_null(0))
     )
 

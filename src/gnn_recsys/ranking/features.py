@@ -108,7 +108,9 @@ def covisitation_features(
     ).sort("session")
     # Chunks of whole sessions, sized by the rows the join will produce.
     per_aid = shares.group_by("aid").len()
-    fan_out = sources.join(per_aid, on="aid", how="left")["len"].fill_null(0).to_numpy()
+    fan_out = (
+        sources.join(per_aid, on="aid", how="left", maintain_order="left")["len"].fill_null(0).to_numpy()
+    )
     session_ids = sources["session"].to_numpy()
     # exclusive end of each session's rows (none without sessions: a run without a test file)
     ends = (
