@@ -6,8 +6,9 @@
 # inference sessions/s, the projected full-OTTO epoch and the time to score 1.67M sessions over 1.86M
 # items, each next to its target; then benchmarks/gpu_diag.py (scoring variants and profile, the
 # training step alone, the fit loop's main process) and benchmarks/bench_collate.py (one loader
-# worker's batch building by stage on these cores, ~40 s). Without a GPU: the tests skip and the
-# scripts run their CPU self-checks (exit 0 when they pass).
+# worker's batch building by stage on these cores, ~40 s) and benchmarks/bench_ddp.py (one epoch under
+# torchrun with 1..#GPUs processes next to a plain process, ~1-2 min). Without a GPU: the tests skip
+# and the scripts run their CPU self-checks (exit 0 when they pass).
 #
 #   benchmarks/gpu_check.sh                # from anywhere; PYTHON=... to pick the interpreter
 #   benchmarks/gpu_check.sh --batch-size 4096   # extra arguments go to gpu_check.py
@@ -32,5 +33,15 @@ if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; th
   "$PYTHON" benchmarks/bench_collate.py --events 2000000 --items 164000 --batch-sizes 8192 --workers
 else  # the CPU self-check: the same code at a tiny size
   "$PYTHON" benchmarks/bench_collate.py --events 20000 --items 500 --batch-sizes 256 --batches 2 --workers 1
+fi
+echo
+echo "== benchmarks/bench_ddp.py (one epoch under torchrun DDP next to one plain process)"
+if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  # 1, 2, 4, ... processes up to the GPU count (the global batch must divide by each)
+  gpus=$("$PYTHON" -c "import torch; n = torch.cuda.device_count(); print(*[2**i for i in range(8) if 2**i <= n])")
+  "$PYTHON" benchmarks/bench_ddp.py --device cuda --nprocs $gpus --events 2000000 --items 164000 \
+    --samples 983040 --global-batch 8192 --rounds 1
+else  # the CPU self-check: gloo, tiny
+  "$PYTHON" benchmarks/bench_ddp.py --events 20000 --items 500 --samples 1024 --nprocs 2 --rounds 1
 fi
 echo "gpu_check.sh: $(( $(date +%s) - start )) s in all"
