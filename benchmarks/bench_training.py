@@ -4,6 +4,7 @@ and the thread policy on a loaded machine. Prints figures; nothing is asserted.
     .venv/bin/python benchmarks/bench_training.py                   # ~1M events, workers 0 1 2
     .venv/bin/python benchmarks/bench_training.py --load 3          # + ACTIVE vs PASSIVE OpenMP wait
                                                                     #   policy with 3 busy processes beside
+                                                                    #   (--load 0: the same, idle machine)
 
 Data: the project's synthetic OTTO generator (``--events``, ``--items``), one training sample per
 predictable event, the default :class:`~gnn_recsys.training.config.FitConfig` with each epoch capped
@@ -82,19 +83,20 @@ def policy_under_load(args: argparse.Namespace, folder: Path) -> None:
         f"print(b.train_rate(g, s, b.fit_config({cap}, 0)))"
     )
     print(f"\nthread policy with {args.load} busy processes beside training (workers 0, 1 epoch):")
-    for policy in ("ACTIVE", "PASSIVE"):
+    # libgomp: PASSIVE sleeps at once, ACTIVE spins without end, a spin count spins that long then sleeps
+    policies = {"ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"}, "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    policies["GOMP_SPINCOUNT=100000"] = {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"}
+    for policy, variables in policies.items():
         stop = time.time() + 3600
         load = [mp.Process(target=_busy, args=(stop,), daemon=True) for _ in range(args.load)]
         for p in load:
             p.start()
         try:
-            env = {**os.environ, "OMP_WAIT_POLICY": policy}
+            env = {**os.environ, **variables}  # an empty OMP_WAIT_POLICY: libgomp's default, unset
             out = subprocess.run(
                 [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
             )
-            print(
-                f"  OMP_WAIT_POLICY={policy:8s} {float(out.stdout.strip().splitlines()[-1]):9.0f} samples/s"
-            )
+            print(f"  {policy:24s} {float(out.stdout.strip().splitlines()[-1]):9.0f} samples/s")
         finally:
             for p in load:
                 p.terminate()
@@ -109,7 +111,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000, help="training samples timed per setting")
     parser.add_argument("--sessions", type=int, default=5_000, help="sessions scored per inference setting")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--load", type=int, default=0, help="busy processes for the thread-policy check")
+    parser.add_argument(
+        "--load", type=int, default=None, help="busy processes for the thread-policy check (0: idle)"
+    )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/gnn_recsys_bench_graph"))
     args = parser.parse_args()
     folder = args.cache / f"{args.events}_{args.items}"
@@ -125,7 +129,7 @@ def main() -> None:
         train = train_rate(graph, samples, fit_config(args.samples, workers))
         infer = inference_rate(graph, args.sessions, workers)
         print(f"{workers:>8} {train:>16.0f} {infer:>21.0f}")
-    if args.load:
+    if args.load is not None:
         policy_under_load(args, folder)
 
 
