@@ -15,7 +15,9 @@ Legacy fit
     the time weight grows linearly from ``time_weight_min`` at the first timestamp of the fitted
     events to ``time_weight_max`` at the last (later evidence matters more).  Each pair counts once
     per session, with the largest weight it reached there; the weights are then summed over
-    sessions and every aid keeps its ``top_neighbours`` heaviest neighbours (ties: smaller aid).
+    sessions (in fixed point, :mod:`gnn_recsys.fixed_point`: the same total in any order, so chunks,
+    partitions and Spark agree to the last bit, as do the recommend scores below) and every aid keeps
+    its ``top_neighbours`` heaviest neighbours (ties: smaller aid).
 
 Legacy recommend
     Three tiers, concatenated and deduplicated in this order, cut at ``k``:
@@ -91,6 +93,8 @@ logger = logging.getLogger(__name__)
 
 NEIGHBOUR_SCHEMA: pl.Schema = pl.Schema({"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Float32})
 _MERGE_EVERY = 4  # partial pair tables merged after this many chunks
+# Summed pair weights between the steps of a fit: ``weight`` in units of ``1 / WEIGHT_SCALE`` (exact sums)
+_PAIR_SUM_SCHEMA = {"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Int64}
 
 
 def _default_type_weights() -> dict[int, float]:
@@ -305,7 +309,7 @@ def weighted_recent_events(
 def _pair_weights(
     recent: pl.DataFrame, ranges: list[tuple[int, int]], config: CovisitationConfig, part: int, n_parts: int
 ) -> pl.DataFrame:
-    """Summed pair weights ``aid, neighbour, weight`` for source aids with ``aid % n_parts == part``."""
+    """Summed pair weights ``aid, neighbour, weight`` (fixed point) for aids with ``aid % n_parts == part``."""
     partial: list[pl.DataFrame] = []
     for offset, count in ranges:
         chunk = recent.slice(offset, count).lazy()
@@ -332,9 +336,6 @@ def _pair_weights(
     if not partial:
         return pl.DataFrame(schema=_PAIR_SUM_SCHEMA)
     return _merge(partial)
-
-
-_PAIR_SUM_SCHEMA = {"aid": pl.Int32, "neighbour": pl.Int32, "weight": pl.Int64}  # weight in fixed point
 
 
 def _merge(partial: list[pl.DataFrame]) -> pl.DataFrame:
@@ -844,7 +845,7 @@ def _group_pair_weights(
     part: int,
     n_parts: int,
 ) -> dict[str, pl.DataFrame]:
-    """Summed pair weights ``aid, neighbour, weight`` of each matrix in ``specs`` (one join per chunk)."""
+    """Summed pair weights ``aid, neighbour, weight`` (fixed point) of each matrix in ``specs`` (one join per chunk)."""
     widest = max(spec.window_ms for spec in specs.values())
     partial: dict[str, list[pl.DataFrame]] = {name: [] for name in specs}
     for offset, count in ranges:
