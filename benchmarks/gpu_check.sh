@@ -19,6 +19,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} DO_NOT_TRACK=1 KEDRO_DISABLE_TELEMETRY=1
 
 start=$(date +%s)
+gpu=$("$PYTHON" -c "import torch; print(int(torch.cuda.is_available()))")
 echo "== CUDA-marked tests (pytest -m cuda)"
 "$PYTHON" -m pytest -m cuda -q -rs -p no:cacheprovider tests/test_cuda.py
 echo
@@ -29,14 +30,14 @@ echo "== benchmarks/gpu_diag.py (where scoring and training time goes)"
 "$PYTHON" benchmarks/gpu_diag.py
 echo
 echo "== benchmarks/bench_collate.py (what one loader worker spends per batch on this machine's cores)"
-if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+if [ "$gpu" = 1 ]; then
   "$PYTHON" benchmarks/bench_collate.py --events 2000000 --items 164000 --batch-sizes 8192 --workers
 else  # the CPU self-check: the same code at a tiny size
   "$PYTHON" benchmarks/bench_collate.py --events 20000 --items 500 --batch-sizes 256 --batches 2 --workers 1
 fi
 echo
 echo "== benchmarks/bench_ddp.py (one epoch under torchrun DDP next to one plain process)"
-if "$PYTHON" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+if [ "$gpu" = 1 ]; then
   # 1, 2, 4, ... processes up to the GPU count (the global batch must divide by each)
   gpus=$("$PYTHON" -c "import torch; n = torch.cuda.device_count(); print(*[2**i for i in range(8) if 2**i <= n])")
   "$PYTHON" benchmarks/bench_ddp.py --device cuda --nprocs $gpus --events 2000000 --items 164000 \
