@@ -76,7 +76,8 @@ def run_epoch(
         "--history": folder / "history.json",
     }
     command = [sys.executable, *launcher, *entry, *[str(x) for item in options.items() for x in item]]
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    paths = [str(SRC), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     if args.device == "cpu":
         env["OMP_NUM_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // processes))
     start = time.perf_counter()
