@@ -2,6 +2,7 @@
 and the thread policy on a loaded machine. Prints figures; nothing is asserted.
 
     .venv/bin/python benchmarks/bench_training.py                   # ~1M events, workers 0 1 2
+    .venv/bin/python benchmarks/bench_training.py --workers 0 --batch-sizes 512 1024 2048
     .venv/bin/python benchmarks/bench_training.py --load 3          # + ACTIVE vs PASSIVE OpenMP wait
                                                                     #   policy with 3 busy processes beside
                                                                     #   (--load 0: the same, idle machine)
@@ -40,11 +41,9 @@ def build_graph(num_events: int, num_items: int, folder: Path) -> TemporalGraph:
     return TemporalGraph.load(folder)  # memory-mapped, as the pipeline loads it
 
 
-def fit_config(samples: int, workers: int) -> FitConfig:
-    return FitConfig().with_(
-        train={"max_epochs": 1, "samples_per_epoch": samples, "progress": False, "device": "cpu"},
-        loader={"num_workers": workers},
-    )
+def fit_config(samples: int, workers: int, batch_size: int = 512) -> FitConfig:
+    train = {"max_epochs": 1, "samples_per_epoch": samples, "progress": False, "device": "cpu"}
+    return FitConfig().with_(train={**train, "batch_size": batch_size}, loader={"num_workers": workers})
 
 
 def train_rate(graph: TemporalGraph, samples: SampleSet, config: FitConfig) -> float:
@@ -112,6 +111,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5_000, help="sessions scored per inference setting")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[512], help="training batch sizes (inference: 512)"
+    )
+    parser.add_argument(
         "--load", type=int, default=None, help="busy processes for the thread-policy check (0: idle)"
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/gnn_recsys_bench_graph"))
@@ -124,11 +126,13 @@ def main() -> None:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; graph: {graph.num_events:,} events, "
         f"{graph.num_items:,} items, {graph.num_sessions:,} sessions"
     )
-    print(f"{'workers':>8} {'train samples/s':>16} {'inference sessions/s':>21}")
+    print(f"{'workers':>8} {'batch':>6} {'train samples/s':>16} {'inference sessions/s':>21}")
     for workers in args.workers:
-        train = train_rate(graph, samples, fit_config(args.samples, workers))
-        infer = inference_rate(graph, args.sessions, workers)
-        print(f"{workers:>8} {train:>16.0f} {infer:>21.0f}")
+        for position, batch_size in enumerate(args.batch_sizes):
+            train = train_rate(graph, samples, fit_config(args.samples, workers, batch_size))
+            # inference once per worker count: its batch is the inference config's, not the training one
+            infer = f"{inference_rate(graph, args.sessions, workers):.0f}" if position == 0 else ""
+            print(f"{workers:>8} {batch_size:>6} {train:>16.0f} {infer:>21}")
     if args.load is not None:
         policy_under_load(args, folder)
 
