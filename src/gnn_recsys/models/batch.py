@@ -106,8 +106,8 @@ class DGSRBatch:
         are widened again on arrival (a batch is all indices, types and positions, mostly small: ~3.6x
         fewer bytes to write, receive, pin and copy; worth it where widening is cheap, on a GPU).
         """
-        tensors = self.tensors()
-        template = self.map(lambda _: _SLOT)
+        tensors: list[Tensor] = []
+        template = self.map(lambda t: tensors.append(t) or _SLOT)  # one walk: the leaves and the template
         stored = [narrowest_integer_dtype(t) if narrow else t.dtype for t in tensors]
         keys = sorted({(s, t.dtype) for s, t in zip(stored, tensors, strict=True)}, key=str)
         group_of = {key: g for g, key in enumerate(keys)}
