@@ -202,6 +202,9 @@ def _field(obj: Any, name: str) -> np.ndarray:
     return np.asarray(getattr(obj, name)).astype(np.int64, copy=False)
 
 
+_SMALL_TABLE = 1 << 16  # below this many values the default table fits the cache anyway
+
+
 def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, distinct)``: each value's index among the distinct values, numbered by first appearance.
 
@@ -212,9 +215,6 @@ def _first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hint = len(values) // 2 if len(values) > _SMALL_TABLE else None
     codes, distinct = pd.factorize(values, size_hint=hint)
     return codes.astype(np.int64, copy=False), np.asarray(distinct, dtype=np.int64)
-
-
-_SMALL_TABLE = 1 << 16  # below this many values the default table fits the cache anyway
 
 
 def _factorize(values: np.ndarray, upper: int) -> tuple[np.ndarray, np.ndarray]:
